@@ -1,0 +1,6 @@
+//! Outhook's integration tests: one binary, a module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli_signing;
+mod signing_interop;
+mod signing_tamper;
