@@ -1,3 +1,5 @@
 //! One module per group of subcommands.
 
+pub mod admin;
 pub mod signing;
+pub mod worker;

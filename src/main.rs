@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use commands::admin::{DeliveriesCommand, EndpointCommand, SendArgs, SigningKeyCommand};
+use commands::worker::{DbArgs, RunArgs};
+
 #[derive(Parser)]
 #[command(name = "outhook", version, about = "Reliable, byte-exact webhook sender")]
 struct Cli {
@@ -16,6 +19,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create or upgrade the `outhook` schema.
+    Migrate(DbArgs),
+    /// Run the worker until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Manage endpoints.
+    Endpoint {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// Manage the provider's RSA signing keys (cometh).
+    SigningKey {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: SigningKeyCommand,
+    },
+    /// Enqueue an event from the shell.
+    Send(SendArgs),
+    /// Inspect and re-queue deliveries.
+    Deliveries {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
     /// Sign a body: prints {"headers": {...}, "body": "<the exact body to send>"}.
     Sign(commands::signing::SignArgs),
     /// Verify a received request: exit 0 when valid, 1 with a reason when not.
@@ -23,18 +53,42 @@ enum Command {
     /// Shared secrets.
     #[command(subcommand)]
     Secret(commands::signing::SecretCommand),
-    /// RSA signing keys (the `cometh` scheme).
+    /// RSA keys in files (for the database's keys, see signing-key).
     #[command(subcommand)]
     Key(commands::signing::KeyCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OUTHOOK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Sign(args) => commands::signing::sign(args),
         Command::Verify(args) => commands::signing::verify(args),
         Command::Secret(cmd) => commands::signing::secret(cmd),
         Command::Key(cmd) => commands::signing::key(cmd),
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async {
+                    match command {
+                        Command::Migrate(db) => commands::worker::migrate(db).await,
+                        Command::Run(args) => commands::worker::run(args).await,
+                        Command::Endpoint { db, command } => commands::admin::endpoint(db, command).await,
+                        Command::SigningKey { db, command } => commands::admin::signing_key(db, command).await,
+                        Command::Send(args) => commands::admin::send(args).await,
+                        Command::Deliveries { db, command } => commands::admin::deliveries(db, command).await,
+                        _ => unreachable!("handled above"),
+                    }
+                })
+            }),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,24 @@
-//! The dispatcher.
+#![doc = include_str!("../README.md")]
+
+mod claim;
+mod complete;
+pub mod db;
+mod deliver;
+mod dispatcher;
+mod endpoint;
+mod error;
+pub mod http;
+mod migrate;
+mod retry;
+mod stats;
+mod wakeup;
+
+pub use crate::db::outbox::{Enqueued, Event, outbox_insert as enqueue, outbox_insert_many as enqueue_many};
+pub use crate::deliver::Outcome;
+pub use crate::dispatcher::{Dispatcher, DispatcherBuilder};
+pub use crate::error::{Error, Result};
+pub use crate::migrate::migrate;
+pub use crate::retry::{FailureKind, RetryPolicy};
+pub use crate::stats::Summary;
+pub use crate::wakeup::CHANNEL as NOTIFY_CHANNEL;
+pub use ipnet::IpNet;

@@ -1,0 +1,147 @@
+//! The claimer: takes due deliveries in batches, as many as there are free
+//! delivery slots, and hands each to its own task. No transaction or row
+//! lock outlives the claim statement; the lease is the only hold.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::db::delivery::{Completion, delivery_claim, delivery_release_many};
+use crate::deliver::{self, Context};
+use crate::endpoint::EndpointCache;
+
+/// What the claimer needs.
+pub(crate) struct Claimer {
+    pub pool: PgPool,
+    pub ctx: Arc<Context>,
+    pub endpoints: Arc<EndpointCache>,
+    pub slots: Arc<Semaphore>,
+    pub batch_size: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub wake: Arc<Notify>,
+    pub results: mpsc::Sender<Completion>,
+    /// Leases held by running attempts, to give back if they are cut short.
+    pub held: Arc<Mutex<HashMap<i64, i64>>>,
+}
+
+impl Claimer {
+    /// Claims and dispatches until `stop` is cancelled; returns the running
+    /// attempts for the caller to wait on.
+    pub async fn run(self, stop: CancellationToken) -> JoinSet<()> {
+        let mut running = JoinSet::new();
+        let mut delays = backoff();
+        while !stop.is_cancelled() {
+            // Reap finished attempts so the set stays small.
+            while running.try_join_next().is_some() {}
+            // Wait for at least one free slot.
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            let want = (self.slots.available_permits() + 1).min(self.batch_size);
+            let rows = match delivery_claim(&self.pool, want as i64, self.lease).await {
+                Ok(rows) => {
+                    delays = backoff();
+                    rows
+                }
+                Err(e) => {
+                    drop(first);
+                    let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in = ?pause, "claim failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let drained = rows.len() < want;
+            if rows.is_empty() {
+                drop(first);
+            } else {
+                let ids: Vec<_> = rows.iter().map(|r| r.endpoint_id).collect();
+                let targets = match self.endpoints.get_many(&self.pool, &ids).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // Give the rows back rather than sit on them until the lease ends.
+                        let held: Vec<(i64, i64)> = rows.iter().map(|r| (r.id, r.lease)).collect();
+                        let _ = delivery_release_many(&self.pool, &held).await;
+                        drop(first);
+                        let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                        tracing::warn!(error = %e, retry_in = ?pause, "reading endpoints failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = stop.cancelled() => {}
+                        }
+                        continue;
+                    }
+                };
+                let mut first = Some(first);
+                for row in rows {
+                    let permit = match first.take() {
+                        Some(p) => p,
+                        // We claimed no more rows than there were free slots.
+                        None => match self.slots.clone().try_acquire_owned() {
+                            Ok(p) => p,
+                            Err(_) => match self.slots.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
+                        },
+                    };
+                    let target = targets.get(&row.endpoint_id).cloned().flatten();
+                    let ctx = self.ctx.clone();
+                    let results = self.results.clone();
+                    let held = self.held.clone();
+                    if let Ok(mut h) = held.lock() {
+                        h.insert(row.id, row.lease);
+                    }
+                    let span = tracing::info_span!("delivery", delivery_id = row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
+                    running.spawn(
+                        async move {
+                            let id = row.id;
+                            let completion = deliver::attempt(&ctx, row, target.as_ref()).await;
+                            tracing::debug!(outcome = completion.attempt.outcome, status = ?completion.attempt.status_code, "attempt finished");
+                            // Past this point the completer owns the result.
+                            if results.send(completion).await.is_ok()
+                                && let Ok(mut h) = held.lock()
+                            {
+                                h.remove(&id);
+                            }
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+            if drained {
+                // Nothing more is due: sleep until a notification or the poll interval.
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+        }
+        running
+    }
+}
+
+fn backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
+}

@@ -1,0 +1,73 @@
+//! The completer: writes attempt results back in batches.
+//!
+//! It takes whatever results have arrived, writes them in one transaction,
+//! and repeats; while a write is in flight the next batch gathers, so batch
+//! size grows with load and latency stays one round trip when idle. If the
+//! database is unreachable it keeps the batch and retries with backoff;
+//! the bounded channel then slows the deliverers down instead of growing.
+
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::delivery::{Completion, delivery_complete_many};
+use crate::endpoint::EndpointCache;
+use crate::stats::Stats;
+
+/// Runs until the channel closes (every sender dropped) and all is written,
+/// or until `give_up` resolves while the database stays unreachable.
+pub(crate) async fn run(
+    pool: PgPool,
+    mut results: mpsc::Receiver<Completion>,
+    max_batch: usize,
+    stats: std::sync::Arc<Stats>,
+    endpoints: std::sync::Arc<EndpointCache>,
+    give_up: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        if results.recv_many(&mut batch, max_batch).await == 0 {
+            return;
+        }
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times()
+            .build();
+        loop {
+            match delivery_complete_many(&pool, &batch).await {
+                Ok(written) => {
+                    stats.record(&batch, written);
+                    let disabled: Vec<_> = batch
+                        .iter()
+                        .filter(|c| c.disable_endpoint.is_some())
+                        .map(|c| c.endpoint_id)
+                        .collect();
+                    if !disabled.is_empty() {
+                        endpoints.invalidate(&disabled);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = batch.len(), "writing results failed; retrying");
+                    if give_up.is_cancelled() {
+                        tracing::error!(
+                            batch = batch.len(),
+                            "database unreachable at shutdown: these deliveries will be attempted again when their lease expires"
+                        );
+                        break;
+                    }
+                    let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = give_up.cancelled() => {}
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,10 @@
+//! All of Outhook's SQL, one file per table, functions named noun-verb.
+//!
+//! Queries are checked at run time (`query_as` into typed rows), so building
+//! never needs a live database; the integration tests run every one of them.
+
+pub mod attempt;
+pub mod delivery;
+pub mod endpoint;
+pub mod outbox;
+pub mod signing_key;

@@ -1,0 +1,140 @@
+//! `outhook.attempt`: the delivery log.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+/// One attempt as recorded.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Attempt {
+    /// Its id.
+    pub id: i64,
+    /// The delivery it belongs to.
+    pub delivery_id: i64,
+    /// 1 for the first attempt, counting across re-queues.
+    pub attempt: i32,
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i32,
+    /// The URL it went to.
+    pub url: String,
+    /// The request headers as sent (signatures included; static endpoint
+    /// header values redacted).
+    pub request_headers: serde_json::Value,
+    /// SHA-256 of the exact body sent.
+    #[serde(serialize_with = "hex_opt")]
+    pub body_sha256: Option<Vec<u8>>,
+    /// The response status, if one came.
+    pub status_code: Option<i16>,
+    /// The response headers.
+    pub response_headers: Option<serde_json::Value>,
+    /// The start of the response body (bounded).
+    pub response_body: Option<String>,
+    /// Whether the response body was longer than what is stored.
+    pub response_truncated: bool,
+    /// The classified outcome: `delivered`, `http_status`, `timeout`, ...
+    pub outcome: String,
+    /// The failure's reason, in words.
+    pub error: Option<String>,
+    /// When the next attempt is due; none when this one was final.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+fn hex_opt<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(bytes) => s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        None => s.serialize_none(),
+    }
+}
+
+/// An attempt to record, built by the deliverer.
+#[derive(Debug, Clone)]
+pub(crate) struct NewAttempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub url: String,
+    pub request_headers: serde_json::Value,
+    pub body_sha256: Option<Vec<u8>>,
+    pub status_code: Option<i16>,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub response_truncated: bool,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Attempts as parallel columns, for one `unnest` insert.
+#[derive(Default)]
+pub(crate) struct Columns {
+    pub delivery_id: Vec<i64>,
+    pub attempt: Vec<i32>,
+    pub started_at: Vec<DateTime<Utc>>,
+    pub duration_ms: Vec<i32>,
+    pub url: Vec<String>,
+    pub request_headers: Vec<String>,
+    pub body_sha256: Vec<Option<Vec<u8>>>,
+    pub status_code: Vec<Option<i16>>,
+    pub response_headers: Vec<Option<String>>,
+    pub response_body: Vec<Option<String>>,
+    pub response_truncated: Vec<bool>,
+    pub outcome: Vec<&'static str>,
+    pub error: Vec<Option<String>>,
+    pub next_attempt_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Columns {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            delivery_id: Vec::with_capacity(n),
+            attempt: Vec::with_capacity(n),
+            started_at: Vec::with_capacity(n),
+            duration_ms: Vec::with_capacity(n),
+            url: Vec::with_capacity(n),
+            request_headers: Vec::with_capacity(n),
+            body_sha256: Vec::with_capacity(n),
+            status_code: Vec::with_capacity(n),
+            response_headers: Vec::with_capacity(n),
+            response_body: Vec::with_capacity(n),
+            response_truncated: Vec::with_capacity(n),
+            outcome: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            next_attempt_at: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn push(&mut self, delivery_id: i64, a: &NewAttempt) {
+        self.delivery_id.push(delivery_id);
+        self.attempt.push(a.attempt);
+        self.started_at.push(a.started_at);
+        self.duration_ms.push(a.duration_ms);
+        self.url.push(a.url.clone());
+        self.request_headers.push(a.request_headers.to_string());
+        self.body_sha256.push(a.body_sha256.clone());
+        self.status_code.push(a.status_code);
+        self.response_headers
+            .push(a.response_headers.as_ref().map(ToString::to_string));
+        // PostgreSQL text cannot hold NUL.
+        self.response_body
+            .push(a.response_body.as_ref().map(|b| b.replace('\0', "\u{fffd}")));
+        self.response_truncated.push(a.response_truncated);
+        self.outcome.push(a.outcome);
+        self.error.push(a.error.clone());
+        self.next_attempt_at.push(a.next_attempt_at);
+    }
+}
+
+/// The attempt log of one delivery, oldest first.
+pub async fn attempt_list(pool: &PgPool, delivery_id: i64) -> Result<Vec<Attempt>> {
+    Ok(sqlx::query_as(
+        "SELECT id, delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256, status_code,
+                response_headers, response_body, response_truncated, outcome, error, next_attempt_at
+         FROM outhook.attempt WHERE delivery_id = $1 ORDER BY attempt, id",
+    )
+    .bind(delivery_id)
+    .fetch_all(pool)
+    .await?)
+}

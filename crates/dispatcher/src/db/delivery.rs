@@ -1,0 +1,484 @@
+//! `outhook.delivery`: the queue. Claim, complete, release, re-queue, list.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::attempt::NewAttempt;
+use crate::error::Result;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or in flight).
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// No further attempt will be made: a dead letter.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub(crate) fn code(self) -> i16 {
+        match self {
+            Self::Pending => 0,
+            Self::Delivered => 1,
+            Self::Dead => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: i16) -> Self {
+        match code {
+            1 => Self::Delivered,
+            2 => Self::Dead,
+            _ => Self::Pending,
+        }
+    }
+
+    /// The status's name: `pending`, `delivered` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryStatus {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "dead" => Ok(Self::Dead),
+            other => Err(crate::Error::Config(format!(
+                "unknown status `{other}` (pending, delivered, dead)"
+            ))),
+        }
+    }
+}
+
+/// A claimed delivery with everything an attempt needs but the endpoint.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimedRow {
+    pub id: i64,
+    pub endpoint_id: Uuid,
+    pub attempts: i32,
+    pub attempts_base: i32,
+    pub lease: i64,
+    pub cycle_started_at: DateTime<Utc>,
+    pub message_uid: Uuid,
+    pub event_type: String,
+    pub payload: String,
+}
+
+/// Claims up to `limit` due deliveries and leases them for `lease`, in one
+/// committed statement. The `MATERIALIZED` CTE locks exactly the rows it
+/// picked (an `IN (SELECT … LIMIT)` can be re-evaluated and update more);
+/// `FOR NO KEY UPDATE SKIP LOCKED` lets concurrent claimers pass each other.
+/// The attempt is counted at claim time, so a row that kills its worker
+/// still runs out of attempts.
+pub(crate) async fn delivery_claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<ClaimedRow>> {
+    Ok(sqlx::query_as(
+        "WITH picked AS MATERIALIZED (
+             SELECT id FROM outhook.delivery
+             WHERE status = 0 AND next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $1
+             FOR NO KEY UPDATE SKIP LOCKED
+         ), claimed AS (
+             UPDATE outhook.delivery d
+             SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1, lease = d.lease + 1
+             FROM picked WHERE d.id = picked.id
+             RETURNING d.id, d.message_id, d.endpoint_id, d.attempts, d.attempts_base, d.lease, d.cycle_started_at
+         )
+         SELECT c.id, c.endpoint_id, c.attempts, c.attempts_base, c.lease, c.cycle_started_at,
+                o.uid AS message_uid, o.event_type, o.payload::text AS payload
+         FROM claimed c JOIN outhook.outbox o ON o.id = c.message_id",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The result of one attempt, to be written back.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub id: i64,
+    pub lease: i64,
+    pub endpoint_id: Uuid,
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub disable_endpoint: Option<String>,
+    pub attempt: NewAttempt,
+}
+
+/// Writes a batch of completions in one transaction: the delivery rows
+/// whose lease still matches are updated and their attempts logged; results
+/// from a lease another worker has taken over are dropped. Endpoints that
+/// answered `410 Gone` are disabled. Returns how many were written.
+pub(crate) async fn delivery_complete_many(pool: &PgPool, batch: &[Completion]) -> Result<u64> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut leases = Vec::with_capacity(batch.len());
+    let mut statuses = Vec::with_capacity(batch.len());
+    let mut next = Vec::with_capacity(batch.len());
+    let mut errors = Vec::with_capacity(batch.len());
+    let mut a = crate::db::attempt::Columns::with_capacity(batch.len());
+    for c in batch {
+        ids.push(c.id);
+        leases.push(c.lease);
+        statuses.push(c.status.code());
+        next.push(c.next_attempt_at);
+        errors.push(c.error.as_deref());
+        a.push(c.id, &c.attempt);
+    }
+    let mut tx = pool.begin().await?;
+    let written = sqlx::query(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[])
+                 AS i(id, lease, status, next_at, error)
+         ), updated AS (
+             UPDATE outhook.delivery d
+             SET status = i.status, next_attempt_at = coalesce(i.next_at, d.next_attempt_at),
+                 finished_at = CASE WHEN i.status <> 0 THEN now() END, last_error = i.error
+             FROM input i
+             WHERE d.id = i.id AND d.lease = i.lease AND d.status = 0
+             RETURNING d.id
+         )
+         INSERT INTO outhook.attempt (delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256,
+                                      status_code, response_headers, response_body, response_truncated, outcome, error,
+                                      next_attempt_at)
+         SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.url, a.request_headers::jsonb, a.body_sha256,
+                a.status_code, a.response_headers::jsonb, a.response_body, a.response_truncated, a.outcome, a.error,
+                a.next_attempt_at
+         FROM unnest($6::bigint[], $7::int[], $8::timestamptz[], $9::int[], $10::text[], $11::text[], $12::bytea[],
+                     $13::smallint[], $14::text[], $15::text[], $16::bool[], $17::text[], $18::text[], $19::timestamptz[])
+              AS a(delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256, status_code,
+                   response_headers, response_body, response_truncated, outcome, error, next_attempt_at)
+         WHERE a.delivery_id IN (SELECT id FROM updated)",
+    )
+    .bind(ids)
+    .bind(leases)
+    .bind(statuses)
+    .bind(next)
+    .bind(errors)
+    .bind(a.delivery_id)
+    .bind(a.attempt)
+    .bind(a.started_at)
+    .bind(a.duration_ms)
+    .bind(a.url)
+    .bind(a.request_headers)
+    .bind(a.body_sha256)
+    .bind(a.status_code)
+    .bind(a.response_headers)
+    .bind(a.response_body)
+    .bind(a.response_truncated)
+    .bind(a.outcome)
+    .bind(a.error)
+    .bind(a.next_attempt_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let mut gone: Vec<Uuid> = batch
+        .iter()
+        .filter(|c| c.disable_endpoint.is_some())
+        .map(|c| c.endpoint_id)
+        .collect();
+    if !gone.is_empty() {
+        gone.sort();
+        gone.dedup();
+        crate::db::endpoint::endpoint_disable_many(&mut *tx, &gone, "410 Gone: the receiver asked to stop").await?;
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Gives leased rows back untouched (at shutdown): due now, attempt not counted.
+pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) -> Result<u64> {
+    let (ids, leases): (Vec<i64>, Vec<i64>) = held.iter().copied().unzip();
+    Ok(sqlx::query(
+        "UPDATE outhook.delivery d SET next_attempt_at = now(), attempts = d.attempts - 1
+         FROM unnest($1::bigint[], $2::bigint[]) AS h(id, lease)
+         WHERE d.id = h.id AND d.lease = h.lease AND d.status = 0",
+    )
+    .bind(ids)
+    .bind(leases)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Makes deliveries due now with a fresh retry cycle: dead letters come
+/// back, delivered ones are sent again, pending ones skip their wait.
+/// Any worker still holding one loses its lease. Returns how many changed.
+pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE outhook.delivery
+         SET status = 0, next_attempt_at = now(), attempts_base = attempts, cycle_started_at = now(),
+             finished_at = NULL, last_error = NULL, lease = lease + 1
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Re-queues every dead letter, optionally of one endpoint.
+pub async fn delivery_requeue_dead(pool: &PgPool, endpoint: Option<Uuid>) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE outhook.delivery
+         SET status = 0, next_attempt_at = now(), attempts_base = attempts, cycle_started_at = now(),
+             finished_at = NULL, last_error = NULL, lease = lease + 1
+         WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)",
+    )
+    .bind(endpoint)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// A delivery as administrators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    /// Its id.
+    pub id: i64,
+    /// The outbox row (message) it delivers.
+    pub message_id: i64,
+    /// The message id sent to receivers (`webhook-id`).
+    pub message_uid: Uuid,
+    /// The event type.
+    pub event_type: String,
+    /// The endpoint it goes to.
+    pub endpoint_id: Uuid,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made, all cycles together.
+    pub attempts: i32,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// When the event was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it was delivered or given up.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    message_id: i64,
+    message_uid: Uuid,
+    event_type: String,
+    endpoint_id: Uuid,
+    status: i16,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    last_error: Option<String>,
+    enqueued_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeliveryRow> for Delivery {
+    fn from(r: DeliveryRow) -> Self {
+        let status = DeliveryStatus::from_code(r.status);
+        Self {
+            id: r.id,
+            message_id: r.message_id,
+            message_uid: r.message_uid,
+            event_type: r.event_type,
+            endpoint_id: r.endpoint_id,
+            status,
+            attempts: r.attempts,
+            next_attempt_at: (status == DeliveryStatus::Pending).then_some(r.next_attempt_at),
+            last_error: r.last_error,
+            enqueued_at: r.enqueued_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this endpoint.
+    pub endpoint_id: Option<Uuid>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only deliveries of this outbox row.
+    pub message_id: Option<i64>,
+    /// At most this many, newest first (default 100).
+    pub limit: Option<i64>,
+}
+
+const SELECT: &str =
+    "SELECT d.id, d.message_id, o.uid AS message_uid, o.event_type, d.endpoint_id, d.status, d.attempts,
+                             d.next_attempt_at, d.last_error, o.created_at AS enqueued_at, d.finished_at
+                      FROM outhook.delivery d JOIN outhook.outbox o ON o.id = d.message_id";
+
+/// Deliveries matching `filter`, newest first.
+pub async fn delivery_list(pool: &PgPool, filter: &DeliveryFilter) -> Result<Vec<Delivery>> {
+    let rows: Vec<DeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT}
+         WHERE ($1::smallint IS NULL OR d.status = $1) AND ($2::uuid IS NULL OR d.endpoint_id = $2)
+           AND ($3::text IS NULL OR o.event_type = $3) AND ($4::bigint IS NULL OR d.message_id = $4)
+         ORDER BY d.id DESC LIMIT $5"
+    )))
+    .bind(filter.status.map(DeliveryStatus::code))
+    .bind(filter.endpoint_id)
+    .bind(&filter.event_type)
+    .bind(filter.message_id)
+    .bind(filter.limit.unwrap_or(100))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Delivery::from).collect())
+}
+
+/// One delivery.
+pub async fn delivery_get(pool: &PgPool, id: i64) -> Result<Delivery> {
+    let row: Option<DeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE d.id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(Delivery::from).ok_or(crate::Error::NotFound("delivery"))
+}
+
+/// How many deliveries are in each status.
+pub async fn delivery_count_by_status(pool: &PgPool) -> Result<Vec<(DeliveryStatus, i64)>> {
+    let rows: Vec<(i16, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM outhook.delivery GROUP BY status ORDER BY status")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, n)| (DeliveryStatus::from_code(s), n))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::attempt::NewAttempt;
+
+    async fn db_with_deliveries(n: usize) -> PgPool {
+        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let endpoint: Uuid = sqlx::query_scalar(
+            "INSERT INTO outhook.endpoint (owner, url, scheme) VALUES ('o', 'http://127.0.0.1:9/', 'trr') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) SELECT 't', '{}', $1 FROM generate_series(1, $2)")
+            .bind(endpoint)
+            .bind(n as i32)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
+    fn completion(row: &ClaimedRow) -> Completion {
+        Completion {
+            id: row.id,
+            lease: row.lease,
+            endpoint_id: row.endpoint_id,
+            status: DeliveryStatus::Delivered,
+            next_attempt_at: None,
+            error: None,
+            disable_endpoint: None,
+            attempt: NewAttempt {
+                attempt: row.attempts,
+                started_at: Utc::now(),
+                duration_ms: 1,
+                url: "http://127.0.0.1:9/".into(),
+                request_headers: serde_json::json!({}),
+                body_sha256: None,
+                status_code: Some(200),
+                response_headers: None,
+                response_body: None,
+                response_truncated: false,
+                outcome: "delivered",
+                error: None,
+                next_attempt_at: None,
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claim_takes_exactly_its_limit_and_skips_rows_leased_by_another_worker() {
+        let pool = db_with_deliveries(100).await;
+        let first = delivery_claim(&pool, 5, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(first.len(), 5);
+        let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE next_attempt_at > now()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(leased, 5, "no more rows leased than claimed");
+        let second = delivery_claim(&pool, 1000, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(second.len(), 95);
+        assert!(second.iter().all(|r| first.iter().all(|f| f.id != r.id)));
+        assert!(
+            delivery_claim(&pool, 10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_late_result_from_an_expired_lease_is_discarded() {
+        let pool = db_with_deliveries(1).await;
+        let stale = delivery_claim(&pool, 1, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .remove(0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The lease ran out: another worker takes the row over.
+        let current = delivery_claim(&pool, 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(current.id, stale.id);
+        assert_eq!(current.attempts, 2);
+        assert_eq!(delivery_complete_many(&pool, &[completion(&stale)]).await.unwrap(), 0);
+        let status: i16 = sqlx::query_scalar("SELECT status FROM outhook.delivery")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(status, 0, "the stale result changed nothing");
+        let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.attempt")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(logged, 0, "and wrote no attempt");
+        assert_eq!(delivery_complete_many(&pool, &[completion(&current)]).await.unwrap(), 1);
+        let status: i16 = sqlx::query_scalar("SELECT status FROM outhook.delivery")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(status, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn released_rows_are_due_again_without_counting_the_attempt() {
+        let pool = db_with_deliveries(3).await;
+        let rows = delivery_claim(&pool, 3, Duration::from_secs(60)).await.unwrap();
+        let held: Vec<_> = rows.iter().map(|r| (r.id, r.lease)).collect();
+        assert_eq!(delivery_release_many(&pool, &held).await.unwrap(), 3);
+        let again = delivery_claim(&pool, 3, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(again.len(), 3);
+        assert!(again.iter().all(|r| r.attempts == 1));
+    }
+}

@@ -1,0 +1,250 @@
+//! `outhook.endpoint` and `outhook.endpoint_secret`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use outhook_signer::Secret;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::error::Result;
+
+const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, headers, \
+                       description, signing_key_id, created_at, updated_at";
+
+/// An endpoint, as administrators see it (secrets are never included).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: Uuid,
+    /// The provider's customer, vendor or tenant it belongs to.
+    pub owner: String,
+    /// Where requests go.
+    pub url: String,
+    /// The signing scheme's name (`hmac` for custom settings).
+    pub scheme: String,
+    /// Custom HMAC settings, for scheme `hmac`.
+    pub scheme_settings: Option<serde_json::Value>,
+    /// Subscribed event types; empty means all.
+    pub event_types: Vec<String>,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Static headers added to every request.
+    pub headers: serde_json::Value,
+    /// Free text.
+    pub description: String,
+    /// The RSA key that signs for it (cometh).
+    pub signing_key_id: Option<Uuid>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When its settings or secrets last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct NewEndpoint {
+    /// The owner it belongs to.
+    pub owner: String,
+    /// Where requests go.
+    pub url: String,
+    /// The signing scheme's name.
+    pub scheme: String,
+    /// Custom HMAC settings, for scheme `hmac`.
+    pub scheme_settings: Option<serde_json::Value>,
+    /// Subscribed event types; empty means all.
+    pub event_types: Vec<String>,
+    /// Static headers.
+    pub headers: Vec<(String, String)>,
+    /// Free text.
+    pub description: String,
+    /// The first secret (shared-secret schemes).
+    pub secret: Option<Secret>,
+    /// The RSA key (cometh).
+    pub signing_key_id: Option<Uuid>,
+}
+
+fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// Creates an endpoint and its first secret, in one transaction.
+pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoint> {
+    let mut tx = pool.begin().await?;
+    let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    )))
+    .bind(&new.owner)
+    .bind(&new.url)
+    .bind(&new.scheme)
+    .bind(&new.scheme_settings)
+    .bind(&new.event_types)
+    .bind(headers_json(&new.headers))
+    .bind(&new.description)
+    .bind(new.signing_key_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(secret) = &new.secret {
+        endpoint_secret_insert(&mut *tx, endpoint.id, secret).await?;
+    }
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
+async fn endpoint_secret_insert<'e>(executor: impl PgExecutor<'e>, id: Uuid, secret: &Secret) -> Result<()> {
+    sqlx::query("INSERT INTO outhook.endpoint_secret (endpoint_id, secret) VALUES ($1, $2)")
+        .bind(id)
+        .bind(secret.expose())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Endpoints, optionally of one owner, oldest first.
+pub async fn endpoint_list(pool: &PgPool, owner: Option<&str>) -> Result<Vec<Endpoint>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outhook.endpoint WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at, id"
+    )))
+    .bind(owner)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One endpoint.
+pub async fn endpoint_get(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outhook.endpoint WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(crate::Error::NotFound("endpoint"))
+}
+
+/// Changes to an endpoint; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointUpdate {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New subscribed event types (empty: all).
+    pub event_types: Option<Vec<String>>,
+    /// New static headers.
+    pub headers: Option<Vec<(String, String)>>,
+    /// A new description.
+    pub description: Option<String>,
+}
+
+/// Applies `update` to endpoint `id`.
+pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -> Result<Endpoint> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE outhook.endpoint SET url = coalesce($2, url), event_types = coalesce($3, event_types),
+                headers = coalesce($4, headers), description = coalesce($5, description), updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(&update.url)
+    .bind(&update.event_types)
+    .bind(update.headers.as_deref().map(headers_json))
+    .bind(&update.description)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(crate::Error::NotFound("endpoint"))
+}
+
+/// Enables an endpoint, or disables it with a reason.
+pub async fn endpoint_set_enabled(pool: &PgPool, id: Uuid, enabled: bool, reason: Option<&str>) -> Result<Endpoint> {
+    let reason = if enabled {
+        None
+    } else {
+        Some(reason.unwrap_or("disabled by an operator"))
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE outhook.endpoint SET enabled = $2, disabled_reason = $3, updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(enabled)
+    .bind(reason)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(crate::Error::NotFound("endpoint"))
+}
+
+/// Disables endpoints after a `410 Gone`, inside the completion transaction.
+pub(crate) async fn endpoint_disable_many<'e>(executor: impl PgExecutor<'e>, ids: &[Uuid], reason: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE outhook.endpoint SET enabled = false, disabled_reason = $2, updated_at = now()
+         WHERE id = ANY($1) AND enabled",
+    )
+    .bind(ids)
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Adds `secret` as the newest and lets the current ones expire after
+/// `grace` (during which every secret signs).
+pub async fn endpoint_secret_rotate(pool: &PgPool, id: Uuid, secret: &Secret, grace: Duration) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let found: Option<Uuid> =
+        sqlx::query_scalar("UPDATE outhook.endpoint SET updated_at = now() WHERE id = $1 RETURNING id")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if found.is_none() {
+        return Err(crate::Error::NotFound("endpoint"));
+    }
+    sqlx::query(
+        "UPDATE outhook.endpoint_secret
+         SET expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $2))
+         WHERE endpoint_id = $1",
+    )
+    .bind(id)
+    .bind(grace.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    endpoint_secret_insert(&mut *tx, id, secret).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An endpoint with what signing needs: its unexpired secrets (newest
+/// first) and its RSA key. Only the dispatcher reads these.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DispatchEndpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub scheme: String,
+    pub scheme_settings: Option<serde_json::Value>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub headers: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+    pub secrets: Vec<String>,
+    pub private_key_pem: Option<String>,
+}
+
+/// The dispatch view of several endpoints, in one round trip.
+pub(crate) async fn endpoint_dispatch_get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DispatchEndpoint>> {
+    Ok(sqlx::query_as(
+        "SELECT e.id, e.url, e.scheme, e.scheme_settings, e.enabled, e.disabled_reason, e.headers, e.updated_at,
+                array(SELECT s.secret FROM outhook.endpoint_secret s
+                      WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+                      ORDER BY s.created_at DESC, s.id DESC) AS secrets,
+                k.private_key_pem
+         FROM outhook.endpoint e LEFT JOIN outhook.signing_key k ON k.id = e.signing_key_id
+         WHERE e.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}

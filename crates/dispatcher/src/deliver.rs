@@ -1,0 +1,437 @@
+//! One attempt: sign, POST, read a bounded response, classify the outcome,
+//! and decide what happens next. Never fails: every problem becomes an
+//! [`Outcome`] in the delivery log.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, HeaderValue, header};
+use outhook_signer::Message;
+use sha2::{Digest, Sha256};
+
+use crate::db::attempt::NewAttempt;
+use crate::db::delivery::{ClaimedRow, Completion, DeliveryStatus};
+use crate::endpoint::Target;
+use crate::http::{AddressRefused, DnsFailure, HttpSettings};
+use crate::retry::{FailureKind, RetryPolicy};
+
+/// How an attempt ended, as stored in the delivery log's `outcome` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A 2xx response.
+    Delivered,
+    /// A non-2xx, non-3xx response.
+    HttpStatus,
+    /// A 3xx response: redirects are never followed.
+    Redirect,
+    /// No complete response within the request timeout.
+    Timeout,
+    /// The connection could not be made.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// The TLS handshake failed.
+    Tls,
+    /// The destination is private or reserved and not allowlisted.
+    AddressRefused,
+    /// The request body is larger than allowed.
+    BodyTooLarge,
+    /// The request could not be signed (no secret, bad key, payload the
+    /// scheme cannot sign).
+    SigningFailed,
+    /// The delivery names an endpoint that does not exist.
+    UnknownEndpoint,
+    /// The endpoint is disabled.
+    EndpointDisabled,
+    /// The endpoint's URL is not a usable http(s) URL.
+    InvalidUrl,
+}
+
+impl Outcome {
+    /// The outcome's name in the delivery log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::HttpStatus => "http_status",
+            Self::Redirect => "redirect",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::AddressRefused => "address_refused",
+            Self::BodyTooLarge => "body_too_large",
+            Self::SigningFailed => "signing_failed",
+            Self::UnknownEndpoint => "unknown_endpoint",
+            Self::EndpointDisabled => "endpoint_disabled",
+            Self::InvalidUrl => "invalid_url",
+        }
+    }
+
+    /// Whether a later attempt could succeed without anyone changing
+    /// anything; the others go straight to the dead letters.
+    fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::HttpStatus | Self::Redirect | Self::Timeout | Self::Connect | Self::Dns | Self::Tls
+        )
+    }
+}
+
+/// What the deliverer needs, shared by every attempt.
+pub(crate) struct Context {
+    pub client: reqwest::Client,
+    pub http: HttpSettings,
+    pub retry: RetryPolicy,
+}
+
+/// What one attempt observed.
+struct Observed {
+    outcome: Outcome,
+    error: Option<String>,
+    status: Option<u16>,
+    response_headers: Option<HeaderMap>,
+    response_body: Option<Bytes>,
+    truncated: bool,
+    request_headers: serde_json::Value,
+    body_sha256: Option<Vec<u8>>,
+}
+
+impl Observed {
+    fn refused(outcome: Outcome, error: String) -> Self {
+        Self {
+            outcome,
+            error: Some(error),
+            status: None,
+            response_headers: None,
+            response_body: None,
+            truncated: false,
+            request_headers: serde_json::Value::Object(Default::default()),
+            body_sha256: None,
+        }
+    }
+}
+
+/// The URL as logged: credentials in it are never stored.
+pub(crate) fn loggable_url(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
+
+/// Makes one attempt at `row` and returns what to write back.
+pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&Arc<Target>>) -> Completion {
+    let started = Utc::now();
+    // The payload moves into the body: no copy per delivery.
+    let payload = Bytes::from(std::mem::take(&mut row.payload));
+    let row = &row;
+    let clock = Instant::now();
+    let (url_text, observed) = match target {
+        None => (
+            String::new(),
+            Observed::refused(
+                Outcome::UnknownEndpoint,
+                format!("endpoint {} does not exist", row.endpoint_id),
+            ),
+        ),
+        Some(t) => match &t.url {
+            Err(e) => (String::new(), Observed::refused(Outcome::InvalidUrl, e.clone())),
+            Ok(url) => (loggable_url(url), send(ctx, row, payload, t, url).await),
+        },
+    };
+    let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
+    finish(ctx, row, started, duration_ms, url_text, observed)
+}
+
+async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Target, url: &reqwest::Url) -> Observed {
+    if !target.enabled {
+        let reason = target.disabled_reason.as_deref().unwrap_or("disabled");
+        return Observed::refused(Outcome::EndpointDisabled, format!("endpoint is disabled: {reason}"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if !ctx.http.addresses.https_only => {}
+        other => return Observed::refused(Outcome::InvalidUrl, format!("scheme `{other}` is not allowed")),
+    }
+    // IP literals never reach the resolver, so they are checked here.
+    if let Some(host) = url.host_str() {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>()
+            && !ctx.http.addresses.permits(ip)
+        {
+            let refused = AddressRefused {
+                host: host.to_owned(),
+                addrs: ip.to_string(),
+            };
+            return Observed::refused(Outcome::AddressRefused, refused.to_string());
+        }
+    }
+    let signer = match &target.signer {
+        Ok(s) => s,
+        Err(e) => return Observed::refused(Outcome::SigningFailed, e.clone()),
+    };
+    let message_id = format!("msg_{}", row.message_uid.simple());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let signed = match signer.sign(&Message::new(&message_id, now, &payload)) {
+        Ok(s) => s,
+        Err(e) => return Observed::refused(Outcome::SigningFailed, e.to_string()),
+    };
+    if signed.body.len() > ctx.http.max_request_bytes {
+        return Observed::refused(
+            Outcome::BodyTooLarge,
+            format!(
+                "body of {} bytes exceeds the limit of {}",
+                signed.body.len(),
+                ctx.http.max_request_bytes
+            ),
+        );
+    }
+    let mut headers = HeaderMap::with_capacity(signed.headers.len() + target.headers.len() + 2);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut logged = serde_json::Map::new();
+    logged.insert("content-type".into(), "application/json".into());
+    logged.insert("user-agent".into(), crate::http::USER_AGENT.into());
+    for (name, value) in &target.headers {
+        headers.insert(name.clone(), value.clone());
+        // Static headers may carry credentials: names only in the log.
+        logged.insert(name.as_str().to_owned(), "***".into());
+    }
+    for (name, value) in &signed.headers {
+        match HeaderValue::try_from(value.as_str()) {
+            Ok(v) => {
+                headers.insert(name.clone(), v);
+                logged.insert(name.as_str().to_owned(), value.clone().into());
+            }
+            Err(_) => return Observed::refused(Outcome::SigningFailed, format!("header {name} is not a valid value")),
+        }
+    }
+    let body_sha256 = Some(Sha256::digest(&signed.body).to_vec());
+    let request_headers = serde_json::Value::Object(logged);
+    let request = ctx.client.post(url.clone()).headers(headers).body(signed.body);
+    let cap = ctx.http.max_response_bytes;
+    let exchange = async {
+        let mut response = request.send().await?;
+        let status = response.status();
+        let response_headers = response.headers().clone();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = response.chunk().await? {
+            let room = cap.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                truncated = true;
+                break; // Stop reading; the connection is dropped, not reused.
+            }
+        }
+        Ok::<_, reqwest::Error>((status, response_headers, body, truncated))
+    };
+    let base = |outcome, error| Observed {
+        outcome,
+        error,
+        status: None,
+        response_headers: None,
+        response_body: None,
+        truncated: false,
+        request_headers: request_headers.clone(),
+        body_sha256: body_sha256.clone(),
+    };
+    match tokio::time::timeout(ctx.http.request_timeout, exchange).await {
+        Err(_) => base(
+            Outcome::Timeout,
+            Some(format!("no complete response within {:?}", ctx.http.request_timeout)),
+        ),
+        Ok(Err(e)) => {
+            let (outcome, error) = classify(&e);
+            base(outcome, Some(error))
+        }
+        Ok(Ok((status, response_headers, body, truncated))) => {
+            let (outcome, error) = if status.is_success() {
+                (Outcome::Delivered, None)
+            } else if status.is_redirection() {
+                let to = response_headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?");
+                (
+                    Outcome::Redirect,
+                    Some(format!("{status} redirect to {to}: redirects are not followed")),
+                )
+            } else {
+                (Outcome::HttpStatus, Some(format!("receiver answered {status}")))
+            };
+            Observed {
+                outcome,
+                error,
+                status: Some(status.as_u16()),
+                response_headers: Some(response_headers),
+                response_body: Some(Bytes::from(body)),
+                truncated,
+                request_headers,
+                body_sha256,
+            }
+        }
+    }
+}
+
+/// Names a transport failure from its error chain.
+fn classify(error: &reqwest::Error) -> (Outcome, String) {
+    let mut chain = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut outcome = None;
+    while let Some(e) = source {
+        if e.downcast_ref::<AddressRefused>().is_some() {
+            outcome = outcome.or(Some(Outcome::AddressRefused));
+        } else if e.downcast_ref::<DnsFailure>().is_some() {
+            outcome = outcome.or(Some(Outcome::Dns));
+        }
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    // Each error in the chain repeats its source; keep the distinct parts.
+    chain.dedup();
+    let text = chain.join(": ");
+    let lower = text.to_ascii_lowercase();
+    let outcome = outcome.unwrap_or(if error.is_timeout() {
+        Outcome::Timeout
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        Outcome::Tls
+    } else {
+        Outcome::Connect
+    });
+    // Display the error without its URL (which may hold credentials).
+    let mut parts = text.splitn(2, ": ");
+    let head = parts.next().unwrap_or_default();
+    let head = match head.find(" for url (") {
+        Some(i) => &head[..i],
+        None => head,
+    };
+    let text = match parts.next() {
+        Some(rest) => format!("{head}: {rest}"),
+        None => head.to_owned(),
+    };
+    (outcome, text)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+fn headers_json(headers: &HeaderMap) -> serde_json::Value {
+    serde_json::Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn finish(
+    ctx: &Context,
+    row: &ClaimedRow,
+    started: chrono::DateTime<Utc>,
+    duration_ms: i32,
+    url: String,
+    o: Observed,
+) -> Completion {
+    let gone = o.status == Some(410);
+    let (status, next_attempt_at, mut error) = if o.outcome == Outcome::Delivered {
+        (DeliveryStatus::Delivered, None, None)
+    } else if gone || !o.outcome.retryable() {
+        (DeliveryStatus::Dead, None, o.error.clone())
+    } else {
+        let kind = match (o.outcome, o.status) {
+            (Outcome::Timeout, _) => FailureKind::Timeout,
+            (_, Some(429)) => FailureKind::RateLimited,
+            (_, Some(503)) => FailureKind::Unavailable,
+            _ => FailureKind::Other,
+        };
+        let made = u32::try_from(row.attempts - row.attempts_base).unwrap_or(1).max(1);
+        let age = (Utc::now() - row.cycle_started_at).to_std().unwrap_or_default();
+        let asked = o.response_headers.as_ref().and_then(retry_after);
+        match ctx
+            .retry
+            .next_delay(made, kind, asked, age, fastrand::f64() * 2.0 - 1.0)
+        {
+            Some(delay) => {
+                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                (DeliveryStatus::Pending, Some(at), o.error.clone())
+            }
+            None => (
+                DeliveryStatus::Dead,
+                None,
+                Some(format!(
+                    "{} (retries exhausted after {made} attempts)",
+                    o.error.as_deref().unwrap_or("failed")
+                )),
+            ),
+        }
+    };
+    if gone {
+        error = Some("410 Gone: the endpoint is disabled".into());
+    }
+    let outcome = o.outcome;
+    Completion {
+        id: row.id,
+        lease: row.lease,
+        endpoint_id: row.endpoint_id,
+        status,
+        next_attempt_at,
+        error: error.clone(),
+        disable_endpoint: gone.then(|| "410 Gone".to_owned()),
+        attempt: NewAttempt {
+            attempt: row.attempts,
+            started_at: started,
+            duration_ms,
+            url,
+            request_headers: o.request_headers,
+            body_sha256: o.body_sha256,
+            status_code: o.status.and_then(|s| i16::try_from(s).ok()),
+            response_headers: o.response_headers.as_ref().map(headers_json),
+            response_body: o.response_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            response_truncated: o.truncated,
+            outcome: outcome.as_str(),
+            error: o.error,
+            next_attempt_at,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_never_logged() {
+        let url = reqwest::Url::parse("https://user:hunter2@example.com/hook").unwrap();
+        assert_eq!(loggable_url(&url), "https://user:***@example.com/hook");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        let later = (Utc::now() + chrono::Duration::seconds(600)).to_rfc2822();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(590) && d <= Duration::from_secs(600), "{d:?}");
+    }
+}

@@ -1,0 +1,286 @@
+//! Build a dispatcher, then run it inside the host's tokio runtime until a
+//! shutdown future resolves.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::claim::Claimer;
+use crate::db::delivery::delivery_release_many;
+use crate::deliver::Context;
+use crate::endpoint::EndpointCache;
+use crate::error::{Error, Result};
+use crate::http::{HttpSettings, build_client};
+use crate::retry::RetryPolicy;
+use crate::stats::{Stats, Summary};
+
+/// Configures a [`Dispatcher`]. Start with [`Dispatcher::builder`].
+#[derive(Debug, Clone)]
+pub struct DispatcherBuilder {
+    pool: PgPool,
+    concurrency: usize,
+    batch_size: usize,
+    lease: Option<Duration>,
+    poll_interval: Duration,
+    listen: bool,
+    endpoint_cache_ttl: Duration,
+    shutdown_grace: Option<Duration>,
+    http: HttpSettings,
+    retry: RetryPolicy,
+}
+
+impl DispatcherBuilder {
+    /// Attempts in flight at most (default 256).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Deliveries claimed per round trip at most (default 256).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How long a claim holds a delivery before another worker may take it
+    /// (default: request timeout + 30 s). Must exceed the request timeout.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// How often to look for due deliveries when no notification comes
+    /// (default 1 s; retries that come due are found this way).
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// Whether to LISTEN for new deliveries (default true). Off, the
+    /// dispatcher only polls, as it must behind PgBouncer in transaction mode.
+    pub fn listen(mut self, on: bool) -> Self {
+        self.listen = on;
+        self
+    }
+
+    /// How long an endpoint's settings are reused before being re-read
+    /// (default 1 s).
+    pub fn endpoint_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.endpoint_cache_ttl = ttl;
+        self
+    }
+
+    /// How long shutdown waits for attempts in flight before giving their
+    /// deliveries back (default: the request timeout).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = Some(grace);
+        self
+    }
+
+    /// Time to connect (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.http.connect_timeout = timeout;
+        self
+    }
+
+    /// Time for a whole attempt (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.http.request_timeout = timeout;
+        self
+    }
+
+    /// Response-body bytes read and stored (default 16 KiB).
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.http.max_response_bytes = n;
+        self
+    }
+
+    /// Request bodies over this are dead-lettered unsent (default 4 MiB).
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.http.max_request_bytes = n;
+        self
+    }
+
+    /// Allows deliveries to a private or reserved network (loopback for
+    /// tests, an internal subnet). Nothing is allowed by default.
+    pub fn allow_network(mut self, net: IpNet) -> Self {
+        self.http.addresses.allow.push(net);
+        self
+    }
+
+    /// Refuses `http://` endpoints.
+    pub fn https_only(mut self, on: bool) -> Self {
+        self.http.addresses.https_only = on;
+        self
+    }
+
+    /// The retry policy (default: Svix's schedule).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Checks the settings and builds the HTTP client.
+    pub fn build(self) -> Result<Dispatcher> {
+        let lease = self
+            .lease
+            .unwrap_or(self.http.request_timeout + Duration::from_secs(30));
+        if lease <= self.http.request_timeout {
+            return Err(Error::Config(format!(
+                "the lease ({lease:?}) must be longer than the request timeout ({:?}), or a slow attempt would be claimed twice",
+                self.http.request_timeout
+            )));
+        }
+        let client = build_client(&self.http)?;
+        let grace = self.shutdown_grace.unwrap_or(self.http.request_timeout);
+        Ok(Dispatcher {
+            pool: self.pool,
+            ctx: Arc::new(Context {
+                client,
+                http: self.http,
+                retry: self.retry,
+            }),
+            concurrency: self.concurrency,
+            batch_size: self.batch_size,
+            lease,
+            poll_interval: self.poll_interval,
+            listen: self.listen,
+            endpoint_cache_ttl: self.endpoint_cache_ttl,
+            shutdown_grace: grace,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+}
+
+/// Claims due deliveries, sends them, and records every attempt.
+pub struct Dispatcher {
+    pool: PgPool,
+    ctx: Arc<Context>,
+    concurrency: usize,
+    batch_size: usize,
+    lease: Duration,
+    poll_interval: Duration,
+    listen: bool,
+    endpoint_cache_ttl: Duration,
+    shutdown_grace: Duration,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("concurrency", &self.concurrency)
+            .field("batch_size", &self.batch_size)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A builder over the pool the dispatcher will use. Size the pool for
+    /// database statements, not for deliveries: a few connections suffice
+    /// (claim, completion, LISTEN, endpoint reads).
+    pub fn builder(pool: PgPool) -> DispatcherBuilder {
+        DispatcherBuilder {
+            pool,
+            concurrency: 256,
+            batch_size: 256,
+            lease: None,
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+            endpoint_cache_ttl: Duration::from_secs(1),
+            shutdown_grace: None,
+            http: HttpSettings::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn summary(&self) -> Summary {
+        self.stats.summary()
+    }
+
+    /// Runs until `shutdown` resolves, then stops claiming, lets attempts in
+    /// flight finish (up to the shutdown grace), writes every result, gives
+    /// back what was cut short, and returns what it did.
+    ///
+    /// Losing the database is not an error: claims and writes retry with
+    /// backoff until it is back.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary> {
+        let stop = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let (results_tx, results_rx) = mpsc::channel(self.concurrency.max(self.batch_size) * 2);
+        let completer_stop = CancellationToken::new();
+        let endpoints = Arc::new(EndpointCache::new(self.endpoint_cache_ttl));
+        let completer = tokio::spawn(crate::complete::run(
+            self.pool.clone(),
+            results_rx,
+            self.batch_size.max(64) * 4,
+            self.stats.clone(),
+            endpoints.clone(),
+            completer_stop.clone(),
+        ));
+        let listener = self.listen.then(|| {
+            tokio::spawn(crate::wakeup::listen(
+                self.pool.clone(),
+                wake.clone(),
+                stop.clone(),
+                Duration::from_secs(15),
+            ))
+        });
+        let held = Arc::new(Mutex::new(HashMap::new()));
+        let claimer = Claimer {
+            pool: self.pool.clone(),
+            ctx: self.ctx.clone(),
+            endpoints,
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            batch_size: self.batch_size,
+            lease: self.lease,
+            poll_interval: self.poll_interval,
+            wake: wake.clone(),
+            results: results_tx,
+            held: held.clone(),
+        };
+        let claiming = tokio::spawn(claimer.run(stop.clone()));
+        shutdown.await;
+        tracing::info!("shutting down: no new claims");
+        stop.cancel();
+        let mut running = claiming
+            .await
+            .map_err(|e| Error::Config(format!("claimer panicked: {e}")))?;
+        let finished = tokio::time::timeout(self.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            let cut: Vec<(i64, i64)> = held
+                .lock()
+                .map(|h| h.iter().map(|(k, v)| (*k, *v)).collect())
+                .unwrap_or_default();
+            tracing::info!(count = cut.len(), "giving back deliveries cut short by shutdown");
+            if let Err(e) = delivery_release_many(&self.pool, &cut).await {
+                tracing::warn!(error = %e, "could not give deliveries back; they return when their lease expires");
+            }
+        }
+        // Every sender is gone now; the completer drains and ends. Bound
+        // the wait in case the database is unreachable.
+        let drain = tokio::time::timeout(self.shutdown_grace, completer);
+        tokio::pin!(drain);
+        tokio::select! {
+            _ = &mut drain => {}
+            () = tokio::time::sleep(self.shutdown_grace) => completer_stop.cancel(),
+        }
+        if let Some(l) = listener {
+            let _ = l.await;
+        }
+        Ok(self.stats.summary())
+    }
+}

@@ -1,0 +1,207 @@
+//! Endpoints as the dispatcher uses them: parsed URL, ready signer, static
+//! headers. Cached briefly, so a burst to one endpoint reads it once, and a
+//! change (disable, rotation) is seen within the cache's time to live.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use http::{HeaderName, HeaderValue};
+use outhook_signer::{HmacSettings, KeyKind, Scheme, Secret, Signer};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::endpoint::{DispatchEndpoint, endpoint_dispatch_get_many};
+use crate::error::Result;
+
+/// Headers an endpoint's static headers may not set: the request's own and
+/// every signature header.
+const RESERVED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// An endpoint ready to receive: everything an attempt needs.
+pub(crate) struct Target {
+    pub id: Uuid,
+    pub url: std::result::Result<reqwest::Url, String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub signer: std::result::Result<Signer, String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    updated_at: DateTime<Utc>,
+    fingerprint: u64,
+}
+
+fn fingerprint(row: &DispatchEndpoint) -> u64 {
+    let mut h = DefaultHasher::new();
+    row.secrets.hash(&mut h);
+    row.private_key_pem.hash(&mut h);
+    h.finish()
+}
+
+fn build_signer(row: &DispatchEndpoint) -> std::result::Result<Signer, String> {
+    let scheme = if row.scheme == "hmac" {
+        let settings: HmacSettings = serde_json::from_value(row.scheme_settings.clone().unwrap_or_default())
+            .map_err(|e| format!("scheme `hmac` settings: {e}"))?;
+        Scheme::try_from(&settings).map_err(|e| e.to_string())?
+    } else {
+        Scheme::by_name(&row.scheme).map_err(|e| e.to_string())?
+    };
+    let keys: Vec<Secret> = match scheme.key_kind() {
+        KeyKind::Rsa => match &row.private_key_pem {
+            Some(pem) => vec![Secret::new(pem.as_str())],
+            None => {
+                return Err(format!(
+                    "scheme `{}` needs a signing key and the endpoint has none",
+                    row.scheme
+                ));
+            }
+        },
+        _ => row.secrets.iter().map(|s| Secret::new(s.as_str())).collect(),
+    };
+    if keys.is_empty() {
+        return Err("the endpoint has no active secret".into());
+    }
+    Signer::new(scheme, &keys).map_err(|e| e.to_string())
+}
+
+fn static_headers(value: &serde_json::Value) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(map) = value.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let name = HeaderName::try_from(k.as_str()).ok()?;
+            if RESERVED.contains(&name.as_str()) {
+                return None;
+            }
+            let value = HeaderValue::try_from(v.as_str()?).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+impl Target {
+    fn build(row: DispatchEndpoint, previous: Option<&Arc<Target>>) -> Arc<Target> {
+        let fp = fingerprint(&row);
+        // Same row, same secrets: keep the signer (RSA keys are slow to parse).
+        if let Some(prev) = previous
+            && prev.updated_at == row.updated_at
+            && prev.fingerprint == fp
+        {
+            return prev.clone();
+        }
+        let signer = build_signer(&row);
+        let mut headers = static_headers(&row.headers);
+        if let Ok(s) = &signer {
+            let reserved_by_scheme = match s.scheme() {
+                Scheme::Hmac(h) => Some(h.signature_header().clone()),
+                Scheme::Rsa(r) => Some(r.signature_header().clone()),
+                _ => None,
+            };
+            headers.retain(|(n, _)| Some(n) != reserved_by_scheme.as_ref());
+        }
+        Arc::new(Target {
+            id: row.id,
+            url: reqwest::Url::parse(&row.url).map_err(|e| format!("invalid URL: {e}")),
+            enabled: row.enabled,
+            disabled_reason: row.disabled_reason,
+            signer,
+            headers,
+            updated_at: row.updated_at,
+            fingerprint: fp,
+        })
+    }
+}
+
+struct Entry {
+    fetched: Instant,
+    target: Option<Arc<Target>>,
+}
+
+/// A short-lived cache of targets by endpoint id.
+pub(crate) struct EndpointCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<Uuid, Entry>>,
+}
+
+impl EndpointCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets `ids`, so the next claim re-reads them (after a 410 disabled them).
+    pub fn invalidate(&self, ids: &[Uuid]) {
+        if let Ok(mut entries) = self.entries.lock() {
+            for id in ids {
+                entries.remove(id);
+            }
+        }
+    }
+
+    /// Targets for `ids` (`None` for an unknown endpoint), reading from the
+    /// database only those not fresh in the cache, in one query.
+    pub async fn get_many(&self, pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Option<Arc<Target>>>> {
+        let now = Instant::now();
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut stale = Vec::new();
+        {
+            let entries = self
+                .entries
+                .lock()
+                .map_err(|_| crate::Error::Config("endpoint cache poisoned".into()))?;
+            for id in ids {
+                if found.contains_key(id) {
+                    continue;
+                }
+                match entries.get(id) {
+                    Some(e) if now.duration_since(e.fetched) < self.ttl => {
+                        found.insert(*id, e.target.clone());
+                    }
+                    _ => stale.push(*id),
+                }
+            }
+        }
+        stale.sort();
+        stale.dedup();
+        if stale.is_empty() {
+            return Ok(found);
+        }
+        let rows = endpoint_dispatch_get_many(pool, &stale).await?;
+        let mut entries = self
+            .entries
+            .lock()
+            .map_err(|_| crate::Error::Config("endpoint cache poisoned".into()))?;
+        let mut fetched: HashMap<Uuid, Arc<Target>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let previous = entries.get(&row.id).and_then(|e| e.target.as_ref());
+            let target = Target::build(row, previous);
+            fetched.insert(target.id, target);
+        }
+        for id in stale {
+            let target = fetched.remove(&id);
+            entries.insert(
+                id,
+                Entry {
+                    fetched: now,
+                    target: target.clone(),
+                },
+            );
+            found.insert(id, target);
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors that stop the dispatcher or an administrative call.
+//!
+//! A failed delivery is not an error: it is an [`crate::Outcome`] stored in
+//! the delivery log. `Error` means Outhook itself cannot work.
+
+/// The dispatcher's error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A database call failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client setup failed")]
+    Http(#[from] reqwest::Error),
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An endpoint's scheme, secret or key is unusable.
+    #[error("invalid endpoint settings: {0}")]
+    Endpoint(String),
+    /// Key material could not be made or read.
+    #[error("key error")]
+    Key(#[from] outhook_signer::KeyError),
+    /// No row with that id.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

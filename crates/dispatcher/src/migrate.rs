@@ -1,0 +1,21 @@
+//! The one entry point that creates and upgrades Outhook's schema.
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+
+use crate::error::Result;
+
+/// Outhook's migrations, embedded from the workspace's `migrations/`.
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Creates or upgrades the `outhook` schema.
+///
+/// Bookkeeping goes to `outhook._migrations`, never to the host
+/// application's `_sqlx_migrations`, so both can migrate the same database.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut migrator = Migrator::with_migrations(MIGRATOR.migrations.to_vec());
+    migrator.create_schema("outhook");
+    migrator.dangerous_set_table_name("outhook._migrations");
+    migrator.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! LISTEN for new deliveries. A notification is only a hint: the claimer
+//! polls anyway, and after every reconnect it claims at once, since
+//! notifications sent while disconnected are lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The channel the outbox trigger notifies.
+pub const CHANNEL: &str = "outhook_delivery";
+
+/// Wakes `wake` on every notification and after every (re)connect, until
+/// `stop` is cancelled. Checks the connection with `SELECT 1` every
+/// `heartbeat` so a half-open connection is noticed.
+pub(crate) async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken, heartbeat: Duration) {
+    let mut delays = backoff();
+    while !stop.is_cancelled() {
+        let mut listener = match connect(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                wake.notify_one();
+                let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        delays = backoff();
+        // Anything enqueued while we were not listening is claimed now.
+        wake.notify_one();
+        let mut tick = tokio::time::interval(heartbeat);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The listener reconnected (and re-listened): catch up.
+                    Ok(None) => wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost");
+                        wake.notify_one();
+                        break;
+                    }
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = sqlx::query("SELECT 1").execute(&mut listener).await {
+                        tracing::warn!(error = %e, "LISTEN connection unhealthy");
+                        wake.notify_one();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+fn backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
+}

@@ -1,0 +1,10 @@
+//! The dispatcher against a real PostgreSQL and real HTTP receivers on
+//! 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod common;
+mod end_to_end;
+mod migrations;
+mod outbox;
+mod retries;

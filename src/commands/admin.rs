@@ -1,0 +1,531 @@
+//! Endpoint, signing-key and delivery administration, and `send`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use outhook_dispatcher::db::attempt::attempt_list;
+use outhook_dispatcher::db::delivery::{
+    DeliveryFilter, DeliveryStatus, delivery_get, delivery_list, delivery_requeue, delivery_requeue_dead,
+};
+use outhook_dispatcher::db::endpoint::{
+    Endpoint, EndpointUpdate, NewEndpoint, endpoint_get, endpoint_insert, endpoint_list, endpoint_secret_rotate,
+    endpoint_set_enabled, endpoint_update,
+};
+use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert, signing_key_list};
+use outhook_dispatcher::{Enqueued, Event};
+use outhook_signer::{HmacSettings, KeyKind, RsaKeyPair, Scheme, Secret};
+use uuid::Uuid;
+
+use crate::commands::worker::DbArgs;
+
+fn parse_header(h: &str) -> Result<(String, String)> {
+    let (k, v) = h
+        .split_once(':')
+        .with_context(|| format!("header `{h}` is not `Name: value`"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn endpoint_line(e: &Endpoint) -> String {
+    let types = if e.event_types.is_empty() {
+        "*".to_owned()
+    } else {
+        e.event_types.join(",")
+    };
+    let state = if e.enabled {
+        "enabled".to_owned()
+    } else {
+        format!("disabled ({})", e.disabled_reason.as_deref().unwrap_or(""))
+    };
+    format!(
+        "{}  {:<12} {:<18} {:<10} {}  [{}]",
+        e.id, e.owner, e.scheme, state, e.url, types
+    )
+}
+
+/// `outhook endpoint ...`.
+#[derive(Subcommand)]
+pub enum EndpointCommand {
+    /// Create an endpoint; prints its id and, once, its secret.
+    Add {
+        /// The provider's customer, vendor or tenant id.
+        #[arg(long)]
+        owner: String,
+        /// Where to POST.
+        #[arg(long)]
+        url: String,
+        /// Signing scheme (see `outhook sign --help`), or `hmac` with --settings.
+        #[arg(long)]
+        scheme: String,
+        /// Custom HMAC settings as JSON, for --scheme hmac.
+        #[arg(long)]
+        settings: Option<String>,
+        /// Subscribe to this event type; repeat. None: every type.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        /// A static header, `Name: value`; repeat.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Use this secret instead of generating one.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The signing key (id or name) for RSA schemes; default: the key named `default`, created if missing.
+        #[arg(long)]
+        signing_key: Option<String>,
+    },
+    /// List endpoints.
+    List {
+        /// Only this owner's.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one endpoint (secrets are never shown).
+    Show {
+        /// Endpoint id.
+        id: Uuid,
+    },
+    /// Change an endpoint.
+    Update {
+        /// Endpoint id.
+        id: Uuid,
+        /// A new URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Replace the subscribed event types; repeat.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        /// Subscribe to every event type.
+        #[arg(long, conflicts_with = "event_types")]
+        all_event_types: bool,
+        /// Replace the static headers; repeat.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Stop deliveries to an endpoint.
+    Disable {
+        /// Endpoint id.
+        id: Uuid,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume deliveries to an endpoint.
+    Enable {
+        /// Endpoint id.
+        id: Uuid,
+    },
+    /// Add a new secret; current ones keep signing for the grace period. Prints the new secret once.
+    RotateSecret {
+        /// Endpoint id.
+        id: Uuid,
+        /// How long the old secrets stay valid.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// Use this secret instead of generating one.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+}
+
+async fn default_signing_key(pool: &sqlx::PgPool, name: Option<&str>) -> Result<Uuid> {
+    if let Some(name) = name {
+        return Ok(signing_key_get(pool, name).await?.id);
+    }
+    match signing_key_get(pool, "default").await {
+        Ok(k) => Ok(k.id),
+        Err(outhook_dispatcher::Error::NotFound(_)) => {
+            let key = tokio::task::spawn_blocking(|| RsaKeyPair::generate(2048)).await??;
+            Ok(signing_key_insert(pool, "default", &key).await?.id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs an `endpoint` subcommand.
+pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
+    let pool = db.pool(2).await?;
+    match cmd {
+        EndpointCommand::Add {
+            owner,
+            url,
+            scheme,
+            settings,
+            event_types,
+            headers,
+            description,
+            secret,
+            signing_key,
+        } => {
+            let settings_json: Option<serde_json::Value> = settings
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--settings")?;
+            let parsed = if scheme == "hmac" {
+                let s: HmacSettings =
+                    serde_json::from_value(settings_json.clone().context("--scheme hmac needs --settings")?)?;
+                Scheme::try_from(&s)?
+            } else {
+                Scheme::by_name(&scheme)?
+            };
+            reqwest_url_check(&url)?;
+            let (secret, signing_key_id) = match parsed.key_kind() {
+                KeyKind::Rsa => (None, Some(default_signing_key(&pool, signing_key.as_deref()).await?)),
+                _ => (
+                    Some(secret.map(Secret::new).map_or_else(|| parsed.generate_secret(), Ok)?),
+                    None,
+                ),
+            };
+            let headers = headers.iter().map(|h| parse_header(h)).collect::<Result<_>>()?;
+            let new = NewEndpoint {
+                owner,
+                url,
+                scheme,
+                scheme_settings: settings_json,
+                event_types,
+                headers,
+                description,
+                secret: secret.clone(),
+                signing_key_id,
+            };
+            let e = endpoint_insert(&pool, &new).await?;
+            println!("endpoint {}", e.id);
+            if let Some(s) = secret {
+                println!("secret {}", s.expose());
+            }
+            if let Some(k) = signing_key_id {
+                println!("signing key {k} (publish it: outhook signing-key public {k})");
+            }
+        }
+        EndpointCommand::List { owner, json } => {
+            let list = endpoint_list(&pool, owner.as_deref()).await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                for e in &list {
+                    println!("{}", endpoint_line(e));
+                }
+            }
+        }
+        EndpointCommand::Show { id } => print_json(&endpoint_get(&pool, id).await?)?,
+        EndpointCommand::Update {
+            id,
+            url,
+            event_types,
+            all_event_types,
+            headers,
+            description,
+        } => {
+            if let Some(u) = &url {
+                reqwest_url_check(u)?;
+            }
+            let update = EndpointUpdate {
+                url,
+                event_types: if all_event_types {
+                    Some(Vec::new())
+                } else if event_types.is_empty() {
+                    None
+                } else {
+                    Some(event_types)
+                },
+                headers: if headers.is_empty() {
+                    None
+                } else {
+                    Some(headers.iter().map(|h| parse_header(h)).collect::<Result<_>>()?)
+                },
+                description,
+            };
+            println!("{}", endpoint_line(&endpoint_update(&pool, id, &update).await?));
+        }
+        EndpointCommand::Disable { id, reason } => {
+            println!(
+                "{}",
+                endpoint_line(&endpoint_set_enabled(&pool, id, false, reason.as_deref()).await?)
+            );
+        }
+        EndpointCommand::Enable { id } => {
+            println!("{}", endpoint_line(&endpoint_set_enabled(&pool, id, true, None).await?))
+        }
+        EndpointCommand::RotateSecret { id, grace, secret } => {
+            let e = endpoint_get(&pool, id).await?;
+            let scheme = if e.scheme == "hmac" {
+                let s: HmacSettings = serde_json::from_value(e.scheme_settings.clone().unwrap_or_default())?;
+                Scheme::try_from(&s)?
+            } else {
+                Scheme::by_name(&e.scheme)?
+            };
+            if scheme.key_kind() == KeyKind::Rsa {
+                bail!("scheme `{}` signs with the provider's key, not a secret", e.scheme);
+            }
+            let secret = match secret {
+                Some(s) => Secret::new(s),
+                None => scheme.generate_secret()?,
+            };
+            endpoint_secret_rotate(&pool, id, &secret, grace).await?;
+            println!("secret {}", secret.expose());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reqwest_url_check(url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("`{url}` is not an http(s) URL");
+    }
+    Ok(())
+}
+
+/// `outhook signing-key ...`.
+#[derive(Subcommand)]
+pub enum SigningKeyCommand {
+    /// Generate and store a new RSA key pair.
+    New {
+        /// A unique name.
+        #[arg(long)]
+        name: String,
+        /// Modulus size: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+    },
+    /// List signing keys.
+    List,
+    /// Print a key's public half, to publish.
+    Public {
+        /// Key id or name.
+        key: String,
+        /// As a JWK instead of PEM.
+        #[arg(long)]
+        jwk: bool,
+    },
+}
+
+/// Runs a `signing-key` subcommand.
+pub async fn signing_key(db: DbArgs, cmd: SigningKeyCommand) -> Result<ExitCode> {
+    let pool = db.pool(2).await?;
+    match cmd {
+        SigningKeyCommand::New { name, bits } => {
+            let key = tokio::task::spawn_blocking(move || RsaKeyPair::generate(bits)).await??;
+            let k = signing_key_insert(&pool, &name, &key).await?;
+            println!("signing key {} ({})", k.id, k.name);
+        }
+        SigningKeyCommand::List => {
+            for k in signing_key_list(&pool).await? {
+                println!("{}  {:<16} {}  {}", k.id, k.name, k.algorithm, k.created_at);
+            }
+        }
+        SigningKeyCommand::Public { key, jwk } => {
+            let k = signing_key_get(&pool, &key).await?;
+            if jwk {
+                println!("{}", k.public_key_jwk);
+            } else {
+                print!("{}", k.public_key_pem);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outhook send` arguments.
+#[derive(clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The event type.
+    #[arg(long)]
+    event_type: String,
+    /// Fan out to this owner's subscribed endpoints.
+    #[arg(long, required_unless_present = "endpoint")]
+    owner: Option<String>,
+    /// Or deliver to this endpoint.
+    #[arg(long)]
+    endpoint: Option<Uuid>,
+    /// Idempotency key: sending it again does nothing.
+    #[arg(long)]
+    event_id: Option<String>,
+    /// The JSON payload file; `-` or nothing for stdin.
+    body: Option<PathBuf>,
+}
+
+/// Enqueues one event.
+pub async fn send(args: SendArgs) -> Result<ExitCode> {
+    let mut payload = String::new();
+    match args.body.as_deref() {
+        Some(p) if p != std::path::Path::new("-") => payload = std::fs::read_to_string(p)?,
+        _ => {
+            std::io::stdin().read_to_string(&mut payload)?;
+        }
+    }
+    let pool = args.db.pool(1).await?;
+    let event = Event {
+        event_type: &args.event_type,
+        payload: &payload,
+        owner: args.owner.as_deref(),
+        endpoint_id: args.endpoint,
+        event_id: args.event_id.as_deref(),
+    };
+    match outhook_dispatcher::enqueue(&pool, &event).await? {
+        Enqueued::New(id) => {
+            let deliveries = delivery_list(
+                &pool,
+                &DeliveryFilter {
+                    message_id: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("message {id}: {} deliveries", deliveries.len());
+        }
+        Enqueued::Duplicate => println!("duplicate event id: nothing enqueued"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outhook deliveries ...`.
+#[derive(Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first.
+    List {
+        /// pending, delivered or dead.
+        #[arg(long)]
+        status: Option<DeliveryStatus>,
+        /// Only this endpoint.
+        #[arg(long)]
+        endpoint: Option<Uuid>,
+        /// Only this event type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a delivery and its attempt log.
+    Show {
+        /// Delivery id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue deliveries now (dead letters come back; delivered ones are sent again).
+    Retry {
+        /// Delivery ids.
+        ids: Vec<i64>,
+        /// Re-queue every dead letter (of --endpoint, if given).
+        #[arg(long, conflicts_with = "ids")]
+        dead: bool,
+        /// With --dead: only this endpoint's.
+        #[arg(long, requires = "dead")]
+        endpoint: Option<Uuid>,
+    },
+}
+
+/// Runs a `deliveries` subcommand.
+pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> {
+    let pool = db.pool(2).await?;
+    match cmd {
+        DeliveriesCommand::List {
+            status,
+            endpoint,
+            event_type,
+            limit,
+            json,
+        } => {
+            let filter = DeliveryFilter {
+                status,
+                endpoint_id: endpoint,
+                event_type,
+                message_id: None,
+                limit: Some(limit),
+            };
+            let list = delivery_list(&pool, &filter).await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                println!(
+                    "{:>8}  {:<9} {:>3}  {:<28} {:<36}  last error",
+                    "id", "status", "try", "event type", "endpoint"
+                );
+                for d in &list {
+                    println!(
+                        "{:>8}  {:<9} {:>3}  {:<28} {}  {}",
+                        d.id,
+                        d.status.as_str(),
+                        d.attempts,
+                        d.event_type,
+                        d.endpoint_id,
+                        d.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Show { id, json } => {
+            let d = delivery_get(&pool, id).await?;
+            let attempts = attempt_list(&pool, id).await?;
+            if json {
+                print_json(&serde_json::json!({"delivery": d, "attempts": attempts}))?;
+            } else {
+                println!(
+                    "delivery {} of message {} (msg_{}) to {}",
+                    d.id,
+                    d.message_id,
+                    d.message_uid.simple(),
+                    d.endpoint_id
+                );
+                println!(
+                    "event type {}, status {}, {} attempts",
+                    d.event_type,
+                    d.status.as_str(),
+                    d.attempts
+                );
+                if let Some(at) = d.next_attempt_at {
+                    println!("next attempt at {at}");
+                }
+                for a in &attempts {
+                    println!(
+                        "  #{:<2} {}  {:>5} ms  {:<16} {:>3}  {}{}",
+                        a.attempt,
+                        a.started_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                        a.duration_ms,
+                        a.outcome,
+                        a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        a.error.as_deref().unwrap_or(""),
+                        a.next_attempt_at.map(|t| format!(" (next at {t})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Retry { ids, dead, endpoint } => {
+            let n = if dead {
+                delivery_requeue_dead(&pool, endpoint).await?
+            } else {
+                if ids.is_empty() {
+                    bail!("give delivery ids or --dead");
+                }
+                delivery_requeue(&pool, &ids).await?
+            };
+            println!("re-queued {n} deliveries");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
