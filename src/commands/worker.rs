@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// How often to look for due deliveries without a notification.
     #[arg(long, env = "OUTHOOK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
+    /// How long endpoint settings and secrets are reused before being re-read.
+    #[arg(long, env = "OUTHOOK_ENDPOINT_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    endpoint_cache_ttl: Duration,
     /// Do not LISTEN (poll only; needed behind PgBouncer in transaction mode).
     #[arg(long, env = "OUTHOOK_NO_LISTEN")]
     no_listen: bool,
@@ -101,6 +104,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         .request_timeout(args.request_timeout)
         .connect_timeout(args.connect_timeout)
         .poll_interval(args.poll_interval)
+        .endpoint_cache_ttl(args.endpoint_cache_ttl)
         .listen(!args.no_listen)
         .https_only(args.https_only)
         .max_response_bytes(args.max_response_bytes)

@@ -4,3 +4,4 @@
 mod cli_signing;
 mod signing_interop;
 mod signing_tamper;
+mod worker_process;

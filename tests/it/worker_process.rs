@@ -1,0 +1,345 @@
+//! The `outhook run` worker as a process: killed, doubled, cut off from its
+//! database, and stopped, it loses nothing.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use outhook_dispatcher::Event;
+use outhook_testkit::receiver::{Receiver, Reply};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub fn worker(url: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args([
+            "run",
+            "--database-url",
+            url,
+            "--allow-network",
+            "127.0.0.0/8",
+            "--poll-interval",
+            "100ms",
+        ])
+        .args(extra)
+        .env("OUTHOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub async fn setup(url: &str, receiver: &Receiver) -> PgPool {
+    let pool = PgPoolOptions::new().max_connections(4).connect(url).await.unwrap();
+    outhook_dispatcher::migrate(&pool).await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args([
+            "endpoint",
+            "--database-url",
+            url,
+            "add",
+            "--owner",
+            "acme",
+            "--scheme",
+            "trr",
+            "--url",
+            &receiver.url("/hook"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    pool
+}
+
+pub async fn enqueue(pool: &PgPool, n: usize, offset: usize) {
+    let payloads: Vec<String> = (offset..offset + n).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    for chunk in payloads.chunks(1000) {
+        let events: Vec<Event> = chunk
+            .iter()
+            .map(|p| Event {
+                event_type: "item.sold",
+                payload: p,
+                owner: Some("acme"),
+                ..Default::default()
+            })
+            .collect();
+        outhook_dispatcher::enqueue_many(pool, &events).await.unwrap();
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn wait_all_delivered(pool: &PgPool, total: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let delivered = count(pool, "SELECT count(*) FROM outhook.delivery WHERE status = 1").await;
+        if delivered == total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{delivered} of {total} delivered in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// webhook ids the receiver saw, with how often each arrived.
+fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in receiver.received() {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        *seen.entry(body["n"].to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_batch_loses_nothing_after_a_restart() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Delayed(Duration::from_millis(5), 200));
+    let pool = setup(&url, &receiver).await;
+    let total = 3000;
+    enqueue(&pool, total, 0).await;
+    let mut first = worker(
+        &url,
+        &["--lease", "3s", "--request-timeout", "2s", "--concurrency", "64"],
+    );
+    receiver.wait_for(500, Duration::from_secs(30)).await.unwrap();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = receiver.received().len();
+    assert!(at_kill < total, "the kill came mid-batch ({at_kill} of {total})");
+    let mut second = worker(&url, &["--lease", "3s", "--request-timeout", "2s"]);
+    wait_all_delivered(&pool, total as i64, Duration::from_secs(60)).await;
+    signal(&second, "-TERM");
+    second.wait().unwrap();
+    let seen = arrivals(&receiver);
+    assert_eq!(seen.len(), total, "every event arrived at least once");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= 64 + 256,
+        "duplicates bounded by what was in flight: {duplicates}"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM outhook.delivery WHERE status <> 1").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_deliver_ten_thousand_events_with_no_duplicates() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let pool = setup(&url, &receiver).await;
+    let total = 10_000;
+    enqueue(&pool, total, 0).await;
+    let mut a = worker(&url, &[]);
+    let mut b = worker(&url, &[]);
+    wait_all_delivered(&pool, total as i64, Duration::from_secs(120)).await;
+    signal(&a, "-TERM");
+    signal(&b, "-TERM");
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let seen = arrivals(&receiver);
+    assert_eq!(seen.len(), total);
+    assert!(seen.values().all(|&n| n == 1), "no event arrived twice");
+    assert_eq!(receiver.received().len(), total);
+    // Both workers took part.
+    let attempts = count(&pool, "SELECT count(*) FROM outhook.attempt").await;
+    assert_eq!(attempts, total as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_survives_a_postgresql_restart_and_delivers_everything() {
+    let cluster = tokio::task::spawn_blocking(outhook_testkit::postgres::Cluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = cluster.create_database().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let pool = setup(&url, &receiver).await;
+    enqueue(&pool, 300, 0).await;
+    let mut w = worker(&url, &[]);
+    wait_all_delivered(&pool, 300, Duration::from_secs(30)).await;
+    pool.close().await;
+    let c = std::sync::Arc::new(cluster);
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || c2.stop()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c3 = c.clone();
+    tokio::task::spawn_blocking(move || c3.start_again())
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+    enqueue(&pool, 300, 300).await;
+    wait_all_delivered(&pool, 600, Duration::from_secs(60)).await;
+    assert!(w.try_wait().unwrap().is_none(), "the worker kept running");
+    signal(&w, "-TERM");
+    assert!(w.wait().unwrap().success());
+    assert_eq!(arrivals(&receiver).len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_stops_claiming_and_finishes_what_is_in_flight() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Delayed(Duration::from_millis(800), 200));
+    let pool = setup(&url, &receiver).await;
+    enqueue(&pool, 40, 0).await;
+    let mut w = worker(&url, &["--concurrency", "4"]);
+    receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    signal(&w, "-TERM");
+    let started = Instant::now();
+    let status = w.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Every request the receiver answered is recorded as delivered; the rest wait, unclaimed.
+    let delivered = count(&pool, "SELECT count(*) FROM outhook.delivery WHERE status = 1").await;
+    assert_eq!(delivered as usize, receiver.received().len());
+    assert!(delivered < 40);
+    let leased = count(
+        &pool,
+        "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at > now()",
+    )
+    .await;
+    assert_eq!(leased, 0, "nothing left leased to the stopped worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_commands_drive_a_delivery_and_no_secret_reaches_the_logs() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.script([Reply::Status(500)]);
+    let outhook = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(outhook(&["migrate"]).0, Some(0));
+    let (code, out, _) = outhook(&[
+        "endpoint",
+        "add",
+        "--owner",
+        "acme",
+        "--scheme",
+        "standard-webhooks",
+        "--url",
+        &receiver.url("/h"),
+        "--event-type",
+        "check.completed",
+    ]);
+    assert_eq!(code, Some(0));
+    let endpoint_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("endpoint "))
+        .unwrap()
+        .to_owned();
+    let secret = out.lines().find_map(|l| l.strip_prefix("secret ")).unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert!(outhook(&["endpoint", "list"]).1.contains(&endpoint_id));
+    assert!(
+        !outhook(&["endpoint", "show", &endpoint_id]).1.contains(&secret),
+        "show never prints secrets"
+    );
+    let body = std::env::temp_dir().join(format!("outhook-send-{}.json", std::process::id()));
+    std::fs::write(&body, r#"{"event":"check.completed"}"#).unwrap();
+    let (code, out, _) = outhook(&[
+        "send",
+        "--event-type",
+        "check.completed",
+        "--owner",
+        "acme",
+        body.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 deliveries"), "{out}");
+    let w = Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args([
+            "run",
+            "--allow-network",
+            "127.0.0.0/8",
+            "--poll-interval",
+            "100ms",
+            "--retry-schedule",
+            "100ms",
+            "--retry-jitter",
+            "0",
+            "--endpoint-cache-ttl",
+            "0s",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("OUTHOOK_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    let verifier = outhook_signer::Verifier::new(
+        outhook_signer::Scheme::by_name("standard-webhooks").unwrap(),
+        &[outhook_signer::Secret::new(secret.clone())],
+    )
+    .unwrap();
+    verifier.verify(&got[1].headers, &got[1].body).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, list, _) = outhook(&["deliveries", "list", "--status", "delivered"]);
+    let delivery_id = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, show, _) = outhook(&["deliveries", "show", &delivery_id]);
+    assert!(show.contains("http_status") && show.contains("delivered"), "{show}");
+    assert_eq!(outhook(&["deliveries", "retry", &delivery_id]).0, Some(0));
+    receiver.wait_for(3, Duration::from_secs(20)).await.unwrap();
+    // Rotation: the next delivery carries two signatures.
+    let (code, out, _) = outhook(&["endpoint", "rotate-secret", &endpoint_id]);
+    assert_eq!(code, Some(0));
+    let new_secret = out.trim().strip_prefix("secret ").unwrap().to_owned();
+    outhook(&[
+        "send",
+        "--event-type",
+        "check.completed",
+        "--owner",
+        "acme",
+        body.to_str().unwrap(),
+    ]);
+    let got = receiver.wait_for(4, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(
+        got[3].headers["webhook-signature"].to_str().unwrap().split(' ').count(),
+        2
+    );
+    signal(&w, "-TERM");
+    let out = w.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("outhook worker started"), "logs were captured");
+    for s in [&secret, &new_secret] {
+        assert!(
+            !logs.contains(s.as_str()) && !logs.contains(s.trim_start_matches("whsec_")),
+            "a secret reached the logs"
+        );
+    }
+}
