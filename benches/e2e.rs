@@ -1,0 +1,666 @@
+//! End-to-end benchmark: outbox rows in PostgreSQL to arrivals at a receiver
+//! in another process, through the real `outhook run` worker process.
+//!
+//! Run: `cargo bench --bench e2e` (every scenario) or
+//! `cargo bench --bench e2e -- burst steady` (some). With `DATABASE_URL`
+//! unset it starts a throwaway PostgreSQL with durable settings (fsync and
+//! synchronous commit on); `OUTHOOK_BENCH_FAST_PG=1` turns them off.
+//!
+//! Prints one JSON line per scenario: events, endpoints, deliveries,
+//! seconds, deliveries per second, latency percentiles from enqueue commit
+//! to arrival, the dispatcher's CPU seconds and peak RSS, attempts,
+//! duplicates and events lost. Roles: the same binary re-executes itself as
+//! the receiver (`OUTHOOK_BENCH_ROLE=receiver`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use outhook_dispatcher::Event;
+use outhook_dispatcher::db::endpoint::{NewEndpoint, endpoint_insert};
+use outhook_dispatcher::db::signing_key::signing_key_insert;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------- receiver
+
+/// One arrival: (key = seq * 16 + endpoint, arrival ns, answered 2xx).
+type Arrival = (u64, u64, bool);
+
+struct ReceiverState {
+    arrivals: Mutex<Vec<Arrival>>,
+    ok: AtomicU64,
+    latency: Duration,
+    fail_percent: u32,
+}
+
+fn receiver_main() -> Result<()> {
+    let threads = std::env::var("RECEIVER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let state = Arc::new(ReceiverState {
+            arrivals: Mutex::new(Vec::with_capacity(1 << 20)),
+            ok: AtomicU64::new(0),
+            latency: Duration::from_millis(
+                std::env::var("RECEIVER_LATENCY_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+            fail_percent: std::env::var("RECEIVER_FAIL_PERCENT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        });
+        let app = axum::Router::new()
+            .route("/count", axum::routing::get(count))
+            .route("/arrivals", axum::routing::get(arrivals))
+            .fallback(axum::routing::post(hook))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+async fn hook(
+    axum::extract::State(s): axum::extract::State<Arc<ReceiverState>>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let at = now_ns();
+    // Payloads start with {"seq":N, ...}; paths are /e{k}.
+    let seq = body
+        .get(7..)
+        .map(|rest| {
+            rest.iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u64, |a, d| a * 10 + u64::from(d - b'0'))
+        })
+        .unwrap_or(0);
+    let endpoint: u64 = uri.path().trim_start_matches("/e").parse().unwrap_or(0);
+    if !s.latency.is_zero() {
+        tokio::time::sleep(s.latency).await;
+    }
+    let ok = s.fail_percent == 0 || fastrand::u32(0..100) >= s.fail_percent;
+    s.arrivals.lock().unwrap().push((seq * 16 + endpoint, at, ok));
+    if ok {
+        s.ok.fetch_add(1, Ordering::Relaxed);
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+async fn count(axum::extract::State(s): axum::extract::State<Arc<ReceiverState>>) -> String {
+    s.ok.load(Ordering::Relaxed).to_string()
+}
+
+async fn arrivals(axum::extract::State(s): axum::extract::State<Arc<ReceiverState>>) -> String {
+    let list = std::mem::take(&mut *s.arrivals.lock().unwrap());
+    let mut out = String::with_capacity(list.len() * 32);
+    for (k, at, ok) in list {
+        out.push_str(&format!("{k} {at} {}\n", u8::from(ok)));
+    }
+    out
+}
+
+struct ReceiverProcess {
+    child: Child,
+    port: u16,
+    client: reqwest::Client,
+}
+
+impl ReceiverProcess {
+    fn start(latency_ms: u64, fail_percent: u32) -> Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env("OUTHOOK_BENCH_ROLE", "receiver")
+            .env("RECEIVER_LATENCY_MS", latency_ms.to_string())
+            .env("RECEIVER_FAIL_PERCENT", fail_percent.to_string())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let port = line.trim().parse().context("receiver port")?;
+        Ok(Self {
+            child,
+            port,
+            client: reqwest::Client::builder().build()?,
+        })
+    }
+
+    fn url(&self, endpoint: usize) -> String {
+        format!("http://127.0.0.1:{}/e{endpoint}", self.port)
+    }
+
+    async fn ok_count(&self) -> Result<u64> {
+        Ok(self
+            .client
+            .get(format!("http://127.0.0.1:{}/count", self.port))
+            .send()
+            .await?
+            .text()
+            .await?
+            .trim()
+            .parse()?)
+    }
+
+    async fn arrivals(&self) -> Result<Vec<Arrival>> {
+        let text = self
+            .client
+            .get(format!("http://127.0.0.1:{}/arrivals", self.port))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split(' ');
+                Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()? == "1"))
+            })
+            .collect())
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------ worker
+
+struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    fn start(url: &str, extra: &[&str]) -> Result<Self> {
+        let child = Command::new(env!("CARGO_BIN_EXE_outhook"))
+            .args(["run", "--database-url", url, "--allow-network", "127.0.0.0/8"])
+            .args(extra)
+            .env("OUTHOOK_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// (user + system CPU seconds, peak RSS in MiB) from /proc.
+    fn usage(&self) -> (f64, f64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm_kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (ticks / 100.0, hwm_kb / 1024.0)
+    }
+
+    fn stop(mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+struct Scenario {
+    name: &'static str,
+    events: usize,
+    endpoints: usize,
+    scheme: &'static str,
+    payload_bytes: usize,
+    latency_ms: u64,
+    fail_percent: u32,
+    workers: usize,
+    /// Offered events per second in phases of `phase_seconds`; empty: all enqueued first.
+    steady_rates: &'static [usize],
+    phase_seconds: u64,
+    backlog: usize,
+    worker_args: &'static [&'static str],
+}
+
+const BASE: Scenario = Scenario {
+    name: "",
+    events: 0,
+    endpoints: 1,
+    scheme: "standard-webhooks",
+    payload_bytes: 1024,
+    latency_ms: 0,
+    fail_percent: 0,
+    workers: 1,
+    steady_rates: &[],
+    phase_seconds: 30,
+    backlog: 0,
+    worker_args: &[],
+};
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "burst",
+            events: 100_000,
+            ..BASE
+        },
+        Scenario {
+            name: "fanout",
+            events: 10_000,
+            endpoints: 10,
+            ..BASE
+        },
+        Scenario {
+            name: "steady-1000",
+            steady_rates: &[1000],
+            ..BASE
+        },
+        Scenario {
+            name: "steady-2000",
+            steady_rates: &[2000],
+            ..BASE
+        },
+        Scenario {
+            name: "slow",
+            events: 10_000,
+            latency_ms: 100,
+            ..BASE
+        },
+        Scenario {
+            name: "flaky",
+            events: 20_000,
+            fail_percent: 20,
+            worker_args: &[
+                "--retry-schedule",
+                "100ms,200ms,400ms,800ms,1s,1s,1s,1s,1s,1s",
+                "--retry-jitter",
+                "0.2",
+            ],
+            ..BASE
+        },
+        Scenario {
+            name: "backlog",
+            events: 10_000,
+            backlog: 1_000_000,
+            ..BASE
+        },
+        Scenario {
+            name: "rsa",
+            events: 20_000,
+            scheme: "cometh",
+            ..BASE
+        },
+        Scenario {
+            name: "workers",
+            events: 100_000,
+            workers: 2,
+            ..BASE
+        },
+    ]
+}
+
+fn payload(seq: usize, size: usize) -> String {
+    let mut p = format!(r#"{{"seq":{seq},"type":"item.sold","data":{{"item_id":"PART_{seq:08}","pad":""#);
+    while p.len() + 3 < size {
+        p.push('x');
+    }
+    p.push_str("\"}}");
+    p
+}
+
+/// Enqueues events `from..to` in transactions of `batch`; returns each
+/// event's commit time.
+async fn enqueue(
+    pool: &PgPool,
+    s: &Scenario,
+    from: usize,
+    to: usize,
+    batch: usize,
+    commits: &mut HashMap<u64, u64>,
+) -> Result<()> {
+    let mut seq = from;
+    while seq < to {
+        let end = (seq + batch).min(to);
+        let payloads: Vec<String> = (seq..end).map(|i| payload(i, s.payload_bytes)).collect();
+        let events: Vec<Event> = payloads
+            .iter()
+            .map(|p| Event {
+                event_type: "item.sold",
+                payload: p,
+                owner: Some("bench"),
+                ..Default::default()
+            })
+            .collect();
+        let mut tx = pool.begin().await?;
+        outhook_dispatcher::enqueue_many(&mut *tx, &events).await?;
+        tx.commit().await?;
+        let at = now_ns();
+        for i in seq..end {
+            commits.insert(i as u64, at);
+        }
+        seq = end;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn run(
+    s: &Scenario,
+    server_url: Option<&str>,
+    cluster: Option<&outhook_testkit::postgres::Cluster>,
+) -> Result<serde_json::Value> {
+    let url = match (server_url, cluster) {
+        (Some(_), _) => outhook_testkit::postgres::database_url().await?,
+        (None, Some(c)) => c.create_database().await?,
+        (None, None) => bail!("no database"),
+    };
+    let pool = PgPoolOptions::new().max_connections(4).connect(&url).await?;
+    outhook_dispatcher::migrate(&pool).await?;
+    let receiver = ReceiverProcess::start(s.latency_ms, s.fail_percent)?;
+    let key_id = if s.scheme == "cometh" {
+        let key = outhook_signer::RsaKeyPair::generate(2048)?;
+        Some(signing_key_insert(&pool, "bench", &key).await?.id)
+    } else {
+        None
+    };
+    for e in 0..s.endpoints {
+        endpoint_insert(
+            &pool,
+            &NewEndpoint {
+                owner: "bench".into(),
+                url: receiver.url(e),
+                scheme: s.scheme.into(),
+                secret: (s.scheme != "cometh")
+                    .then(|| outhook_signer::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                signing_key_id: key_id,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if s.backlog > 0 {
+        // Deliveries waiting for a retry a day from now, on one old message.
+        let msg: i64 = sqlx::query_scalar(
+            "INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('old', '{}', (SELECT id FROM outhook.endpoint LIMIT 1)) RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at, attempts)
+             SELECT $1, (SELECT id FROM outhook.endpoint LIMIT 1), now() + interval '1 day' + g * interval '1 millisecond', 1
+             FROM generate_series(1, $2) g",
+        )
+        .bind(msg)
+        .bind(s.backlog as i64)
+        .execute(&pool)
+        .await?;
+        sqlx::query("VACUUM ANALYZE outhook.delivery").execute(&pool).await?;
+    }
+    let mut commits = HashMap::new();
+    let steady = !s.steady_rates.is_empty();
+    let total_events = if steady {
+        s.steady_rates.iter().sum::<usize>() * s.phase_seconds as usize
+    } else {
+        s.events
+    };
+    if !steady {
+        enqueue(&pool, s, 0, total_events, 1000, &mut commits).await?;
+    }
+    let expected = (total_events * s.endpoints) as u64;
+    let started = Instant::now();
+    let started_ns = now_ns();
+    let workers: Vec<Worker> = (0..s.workers)
+        .map(|_| Worker::start(&url, s.worker_args))
+        .collect::<Result<_>>()?;
+    if steady {
+        // Paced producer: a transaction every 10 ms, at each phase's rate.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut seq = 0;
+        for &rate in s.steady_rates {
+            let per_tick = rate / 100;
+            let phase_start = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            while phase_start.elapsed() < Duration::from_secs(s.phase_seconds) {
+                tick.tick().await;
+                enqueue(&pool, s, seq, seq + per_tick, per_tick, &mut commits).await?;
+                seq += per_tick;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut usage = (0.0, 0.0);
+    loop {
+        if receiver.ok_count().await? >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("{}: timed out", s.name);
+            break;
+        }
+        for w in &workers {
+            let u = w.usage();
+            usage = (u.0.max(usage.0), u.1.max(usage.1));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let in-flight results land, then read the counters before stopping.
+    let pending_deadline = Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at < now() + interval '1 hour'",
+    )
+    .fetch_one(&pool)
+    .await?
+        > 0
+        && Instant::now() < pending_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut cpu = 0.0;
+    let mut rss: f64 = usage.1;
+    for w in &workers {
+        let (c, r) = w.usage();
+        cpu += c;
+        rss = rss.max(r);
+    }
+    for w in workers {
+        w.stop()?;
+    }
+    let arrivals = receiver.arrivals().await?;
+    let mut first_ok: HashMap<u64, u64> = HashMap::new();
+    let mut ok_total = 0u64;
+    let mut last_ok = started_ns;
+    for &(key, at, ok) in &arrivals {
+        if ok {
+            ok_total += 1;
+            last_ok = last_ok.max(at);
+            first_ok.entry(key).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+        }
+    }
+    let mut latencies: Vec<f64> = first_ok
+        .iter()
+        .filter_map(|(key, at)| commits.get(&(key / 16)).map(|c| (*at as f64 - *c as f64) / 1e6))
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let seconds = (last_ok.saturating_sub(started_ns)) as f64 / 1e9;
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.attempt")
+        .fetch_one(&pool)
+        .await?;
+    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
+        .fetch_one(&pool)
+        .await?;
+    let _ = started;
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(serde_json::json!({
+        "scenario": s.name,
+        "events": total_events,
+        "endpoints": s.endpoints,
+        "deliveries": expected,
+        "workers": s.workers,
+        "seconds": r2(seconds),
+        "deliveries_per_second": (expected as f64 / seconds).round(),
+        "latency_ms": {
+            "p50": r2(percentile(&latencies, 50.0)),
+            "p95": r2(percentile(&latencies, 95.0)),
+            "p99": r2(percentile(&latencies, 99.0)),
+            "max": r2(latencies.last().copied().unwrap_or(f64::NAN)),
+        },
+        "dispatcher_cpu_seconds": r2(cpu),
+        "dispatcher_peak_rss_mib": r2(rss),
+        "attempts": attempts,
+        "delivered_in_db": delivered,
+        "duplicates": ok_total.saturating_sub(first_ok.len() as u64),
+        "lost": expected.saturating_sub(first_ok.len() as u64),
+    }))
+}
+
+/// The floors, measured in the same run: the receiver alone under `wrk`,
+/// and PostgreSQL alone running the dispatcher's claim and completion
+/// statements under `pgbench`.
+async fn floors(url: &str) -> Result<Vec<serde_json::Value>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/floors");
+    let receiver = ReceiverProcess::start(0, 0)?;
+    let wrk = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c64",
+            "-d10s",
+            "-s",
+            &format!("{dir}/post.lua"),
+            &receiver.url(0),
+        ])
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&wrk.stdout);
+    let rps: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    drop(receiver);
+    let pool = PgPoolOptions::new().max_connections(2).connect(url).await?;
+    outhook_dispatcher::migrate(&pool).await?;
+    let endpoint: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO outhook.endpoint (owner, url, scheme) VALUES ('f', 'http://127.0.0.1:9/', 'trr') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let body = payload(1, 1024);
+    sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) SELECT 't', $2::json, $1 FROM generate_series(1, 400000)")
+        .bind(endpoint)
+        .bind(&body)
+        .execute(&pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    let pgbench = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "2",
+            "-T",
+            "15",
+            "-f",
+            &format!("{dir}/cycle.sql"),
+            url,
+        ])
+        .output()
+        .context("running pgbench")?;
+    let out = String::from_utf8_lossy(&pgbench.stdout);
+    let tps: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    if !pgbench.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&pgbench.stderr));
+    }
+    Ok(vec![
+        serde_json::json!({"floor": "receiver", "tool": "wrk -t2 -c64 -d10s, 1 KiB POST", "requests_per_second": rps.round()}),
+        serde_json::json!({"floor": "postgres", "tool": "pgbench -c2 -j2 -T15 -f benches/floors/cycle.sql (claim + complete 256)", "batches_per_second": (tps * 10.0).round() / 10.0, "deliveries_per_second": (tps * 256.0).round()}),
+    ])
+}
+
+fn main() -> Result<()> {
+    if std::env::var("OUTHOOK_BENCH_ROLE").as_deref() == Ok("receiver") {
+        return receiver_main();
+    }
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+        let cluster = match server_url {
+            Some(_) => None,
+            None => {
+                let fast = std::env::var("OUTHOOK_BENCH_FAST_PG").as_deref() == Ok("1");
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        if fast {
+                            outhook_testkit::postgres::Cluster::start()
+                        } else {
+                            outhook_testkit::postgres::Cluster::start_with(&[])
+                        }
+                    })
+                    .await??,
+                )
+            }
+        };
+        if wanted.is_empty() || wanted.iter().any(|w| w == "floors") {
+            let url = match (&server_url, &cluster) {
+                (Some(_), _) => outhook_testkit::postgres::database_url().await?,
+                (None, Some(c)) => c.create_database().await?,
+                (None, None) => bail!("no database"),
+            };
+            for line in floors(&url).await? {
+                println!("{line}");
+            }
+        }
+        for s in scenarios() {
+            if !wanted.is_empty() && !wanted.iter().any(|w| s.name.starts_with(w.as_str())) {
+                continue;
+            }
+            let line = run(&s, server_url.as_deref(), cluster.as_ref()).await?;
+            println!("{line}");
+        }
+        Ok(())
+    })
+}
