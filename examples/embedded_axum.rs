@@ -54,16 +54,8 @@ async fn create_order(State(pool): State<PgPool>, Json(order): Json<serde_json::
 #[tokio::main]
 async fn main() -> Result<()> {
     let once = std::env::args().any(|a| a == "--once");
-    let _cluster;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let cluster = tokio::task::spawn_blocking(outhook_testkit::postgres::Cluster::start).await??;
-            let url = cluster.create_database().await?;
-            _cluster = cluster;
-            url
-        }
-    };
+    // DATABASE_URL's server, or a throwaway PostgreSQL kept alive by `_cluster`.
+    let (_cluster, url) = outhook_testkit::postgres::database_or_throwaway(&[]).await?;
     let pool = PgPool::connect(&url).await.context("connecting")?;
     outhook_dispatcher::migrate(&pool).await?;
     sqlx::query("CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, body jsonb NOT NULL)")

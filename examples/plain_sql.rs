@@ -11,16 +11,8 @@ use sqlx::PgPool;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let _cluster;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let cluster = tokio::task::spawn_blocking(outhook_testkit::postgres::Cluster::start).await??;
-            let url = cluster.create_database().await?;
-            _cluster = cluster;
-            url
-        }
-    };
+    // DATABASE_URL's server, or a throwaway PostgreSQL kept alive by `_cluster`.
+    let (_cluster, url) = outhook_testkit::postgres::database_or_throwaway(&[]).await?;
     let pool = PgPool::connect(&url).await.context("connecting")?;
     outhook_dispatcher::migrate(&pool).await?;
     for owner in ["customer_42", "vendor_7"] {

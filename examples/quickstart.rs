@@ -58,20 +58,12 @@ const EVENTS: &[(&str, &str, &str)] = &[
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let _cluster;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
-            println!("using DATABASE_URL's server, in a fresh database");
-            outhook_testkit::postgres::database_url().await?
-        }
-        _ => {
-            println!("DATABASE_URL is unset: starting a throwaway PostgreSQL ...");
-            let cluster = tokio::task::spawn_blocking(outhook_testkit::postgres::Cluster::start).await??;
-            let url = cluster.create_database().await?;
-            _cluster = cluster;
-            url
-        }
-    };
+    if std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        println!("using DATABASE_URL's server, in a fresh database");
+    } else {
+        println!("DATABASE_URL is unset: starting a throwaway PostgreSQL ...");
+    }
+    let (_cluster, url) = outhook_testkit::postgres::database_or_throwaway(&[]).await?;
     let pool = PgPoolOptions::new()
         .max_connections(8)
         .connect(&url)

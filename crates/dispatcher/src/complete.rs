@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::delivery::{Completion, delivery_complete_many};
+use crate::db::delivery::{Completion, CompletionBatch, delivery_complete_many};
 use crate::endpoint::EndpointCache;
 use crate::stats::Stats;
 
@@ -32,30 +32,26 @@ pub(crate) async fn run(
         if results.recv_many(&mut batch, max_batch).await == 0 {
             return;
         }
+        let columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
         let mut delays = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_secs(5))
             .without_max_times()
             .build();
         loop {
-            match delivery_complete_many(&pool, &batch).await {
+            match delivery_complete_many(&pool, &columns).await {
                 Ok(written) => {
-                    stats.record(&batch, written);
-                    let disabled: Vec<_> = batch
-                        .iter()
-                        .filter(|c| c.disable_endpoint.is_some())
-                        .map(|c| c.endpoint_id)
-                        .collect();
-                    if !disabled.is_empty() {
-                        endpoints.invalidate(&disabled);
+                    stats.record(&columns, written);
+                    if !columns.gone.is_empty() {
+                        endpoints.invalidate(&columns.gone);
                     }
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, batch = batch.len(), "writing results failed; retrying");
+                    tracing::warn!(error = %e, batch = columns.len(), "writing results failed; retrying");
                     if give_up.is_cancelled() {
                         tracing::error!(
-                            batch = batch.len(),
+                            batch = columns.len(),
                             "database unreachable at shutdown: these deliveries will be attempted again when their lease expires"
                         );
                         break;
@@ -68,6 +64,5 @@ pub(crate) async fn run(
                 }
             }
         }
-        batch.clear();
     }
 }

@@ -143,6 +143,11 @@ impl DispatcherBuilder {
             pool: self.pool,
             ctx: Arc::new(Context {
                 client,
+                signing_slots: Arc::new(Semaphore::new(
+                    2 * std::thread::available_parallelism()
+                        .map(std::num::NonZero::get)
+                        .unwrap_or(2),
+                )),
                 http: self.http,
                 retry: self.retry,
             }),

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::db::delivery::{Completion, DeliveryStatus};
+use crate::db::delivery::{CompletionBatch, DeliveryStatus};
 
 /// Live counters, shared by the dispatcher's tasks.
 #[derive(Debug, Default)]
@@ -31,11 +31,8 @@ pub struct Summary {
 }
 
 impl Stats {
-    pub fn record(&self, batch: &[Completion], written: u64) {
-        let mut counts = [0u64; 3];
-        for c in batch {
-            counts[usize::from(c.status.code().unsigned_abs())] += 1;
-        }
+    pub fn record(&self, batch: &CompletionBatch, written: u64) {
+        let counts = batch.by_status;
         let batch_len = batch.len() as u64;
         self.attempts.fetch_add(written, Ordering::Relaxed);
         self.stale

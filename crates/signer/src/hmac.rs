@@ -66,6 +66,25 @@ pub enum BodyForm {
     JsStringify,
 }
 
+impl BodyForm {
+    /// The body to send for `payload`: the payload itself, or its
+    /// `JSON.stringify` fixed point.
+    pub(crate) fn to_send(self, payload: &Bytes) -> Result<Bytes, SignError> {
+        Ok(match self {
+            Self::Raw => payload.clone(),
+            Self::JsStringify => Bytes::from(to_js_json(payload)?),
+        })
+    }
+
+    /// The bytes a receiver's code signs over for a received `body`.
+    pub(crate) fn to_verify(self, body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, VerifyError> {
+        Ok(match self {
+            Self::Raw => std::borrow::Cow::Borrowed(body),
+            Self::JsStringify => std::borrow::Cow::Owned(to_js_json(body).map_err(VerifyError::InvalidBody)?),
+        })
+    }
+}
+
 /// How secret text becomes HMAC key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -276,10 +295,7 @@ impl HmacScheme {
     /// Signs `message` with `keys` (newest first; layouts that carry one
     /// signature use the first).
     pub fn sign(&self, keys: &[HmacKey], message: &Message<'_>) -> Result<SignedRequest, SignError> {
-        let body = match self.body {
-            BodyForm::Raw => message.payload.clone(),
-            BodyForm::JsStringify => Bytes::from(to_js_json(message.payload)?),
-        };
+        let body = self.body.to_send(message.payload)?;
         if self.id_header.is_some() {
             message.check_id()?;
         }
@@ -394,14 +410,8 @@ impl HmacScheme {
             check_tolerance(sent, now, self.tolerance)?;
         }
         let timestamp = timestamp.map(|(t, _)| t).unwrap_or("");
-        let canonical;
-        let body = match self.body {
-            BodyForm::Raw => body,
-            BodyForm::JsStringify => {
-                canonical = to_js_json(body).map_err(VerifyError::InvalidBody)?;
-                &canonical[..]
-            }
-        };
+        let body = self.body.to_verify(body)?;
+        let body = &body[..];
         let decoded: Vec<Vec<u8>> = candidates.iter().filter_map(|c| self.decode(c)).collect();
         if decoded.is_empty() {
             return Err(malformed());

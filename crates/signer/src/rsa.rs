@@ -11,7 +11,6 @@ use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKey};
 use aws_lc_rs::signature::{self, KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
 use http::HeaderName;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
@@ -19,7 +18,6 @@ use zeroize::Zeroizing;
 
 use crate::error::{KeyError, SignError, VerifyError};
 use crate::hmac::BodyForm;
-use crate::json::to_js_json;
 use crate::message::{HeaderSource, Message, SignedRequest};
 use crate::pem;
 
@@ -194,10 +192,7 @@ impl RsaScheme {
 
     /// Signs `message`.
     pub fn sign(&self, key: &RsaKeyPair, message: &Message<'_>) -> Result<SignedRequest, SignError> {
-        let body = match self.body {
-            BodyForm::Raw => message.payload.clone(),
-            BodyForm::JsStringify => Bytes::from(to_js_json(message.payload)?),
-        };
+        let body = self.body.to_send(message.payload)?;
         let sig = key.sign(&body)?;
         Ok(SignedRequest {
             body,
@@ -219,15 +214,7 @@ impl RsaScheme {
         let sig = STANDARD
             .decode(value.trim())
             .map_err(|_| VerifyError::MalformedHeader(name.to_owned()))?;
-        let canonical;
-        let body = match self.body {
-            BodyForm::Raw => body,
-            BodyForm::JsStringify => {
-                canonical = to_js_json(body).map_err(VerifyError::InvalidBody)?;
-                &canonical[..]
-            }
-        };
-        if key.verify(body, &sig) {
+        if key.verify(&self.body.to_verify(body)?, &sig) {
             Ok(())
         } else {
             Err(VerifyError::Mismatch)

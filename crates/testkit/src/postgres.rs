@@ -287,3 +287,25 @@ pub async fn database() -> Result<(String, PgPool)> {
     let pool = PgPoolOptions::new().max_connections(8).connect(&url).await?;
     Ok((url, pool))
 }
+
+/// For examples and benchmarks: a fresh database on `DATABASE_URL`'s server
+/// when it is set, else on a new throwaway cluster, returned so the caller
+/// keeps it alive as long as it needs the database.
+pub async fn database_or_throwaway(settings: &[&'static str]) -> Result<(Option<Cluster>, String)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok((None, create_database_on(&url).await?)),
+        _ => {
+            let settings = settings.to_vec();
+            let cluster = tokio::task::spawn_blocking(move || {
+                if settings.is_empty() {
+                    Cluster::start()
+                } else {
+                    Cluster::start_with(&settings)
+                }
+            })
+            .await??;
+            let url = cluster.create_database().await?;
+            Ok((Some(cluster), url))
+        }
+    }
+}

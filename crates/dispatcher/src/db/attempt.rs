@@ -106,23 +106,29 @@ impl Columns {
         }
     }
 
-    pub fn push(&mut self, delivery_id: i64, a: &NewAttempt) {
+    /// Moves one attempt's values into the columns.
+    pub fn push(&mut self, delivery_id: i64, a: NewAttempt) {
         self.delivery_id.push(delivery_id);
         self.attempt.push(a.attempt);
         self.started_at.push(a.started_at);
         self.duration_ms.push(a.duration_ms);
-        self.url.push(a.url.clone());
+        self.url.push(a.url);
         self.request_headers.push(a.request_headers.to_string());
-        self.body_sha256.push(a.body_sha256.clone());
+        self.body_sha256.push(a.body_sha256);
         self.status_code.push(a.status_code);
         self.response_headers
             .push(a.response_headers.as_ref().map(ToString::to_string));
         // PostgreSQL text cannot hold NUL.
-        self.response_body
-            .push(a.response_body.as_ref().map(|b| b.replace('\0', "\u{fffd}")));
+        self.response_body.push(a.response_body.map(|b| {
+            if b.contains('\0') {
+                b.replace('\0', "\u{fffd}")
+            } else {
+                b
+            }
+        }));
         self.response_truncated.push(a.response_truncated);
         self.outcome.push(a.outcome);
-        self.error.push(a.error.clone());
+        self.error.push(a.error);
         self.next_attempt_at.push(a.next_attempt_at);
     }
 }

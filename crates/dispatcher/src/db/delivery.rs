@@ -121,25 +121,64 @@ pub(crate) struct Completion {
     pub attempt: NewAttempt,
 }
 
+/// A batch of results as parallel columns, built once (moving the values
+/// out of the completions) and bound by reference, so a retried write
+/// copies nothing.
+pub(crate) struct CompletionBatch {
+    ids: Vec<i64>,
+    leases: Vec<i64>,
+    statuses: Vec<i16>,
+    next: Vec<Option<DateTime<Utc>>>,
+    errors: Vec<Option<String>>,
+    attempts: crate::db::attempt::Columns,
+    /// Endpoints that answered `410 Gone`, to disable.
+    pub gone: Vec<Uuid>,
+    /// How many deliveries each status got: pending (retry), delivered, dead.
+    pub by_status: [u64; 3],
+}
+
+impl CompletionBatch {
+    pub fn new(batch: Vec<Completion>) -> Self {
+        let n = batch.len();
+        let mut b = Self {
+            ids: Vec::with_capacity(n),
+            leases: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+            next: Vec::with_capacity(n),
+            errors: Vec::with_capacity(n),
+            attempts: crate::db::attempt::Columns::with_capacity(n),
+            gone: Vec::new(),
+            by_status: [0; 3],
+        };
+        for c in batch {
+            b.ids.push(c.id);
+            b.leases.push(c.lease);
+            b.statuses.push(c.status.code());
+            b.by_status[usize::from(c.status.code().unsigned_abs()).min(2)] += 1;
+            b.next.push(c.next_attempt_at);
+            b.errors.push(c.error);
+            if c.disable_endpoint.is_some() {
+                b.gone.push(c.endpoint_id);
+            }
+            b.attempts.push(c.id, c.attempt);
+        }
+        b.gone.sort();
+        b.gone.dedup();
+        b
+    }
+
+    /// How many results the batch holds.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
 /// Writes a batch of completions in one transaction: the delivery rows
 /// whose lease still matches are updated and their attempts logged; results
 /// from a lease another worker has taken over are dropped. Endpoints that
 /// answered `410 Gone` are disabled. Returns how many were written.
-pub(crate) async fn delivery_complete_many(pool: &PgPool, batch: &[Completion]) -> Result<u64> {
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut leases = Vec::with_capacity(batch.len());
-    let mut statuses = Vec::with_capacity(batch.len());
-    let mut next = Vec::with_capacity(batch.len());
-    let mut errors = Vec::with_capacity(batch.len());
-    let mut a = crate::db::attempt::Columns::with_capacity(batch.len());
-    for c in batch {
-        ids.push(c.id);
-        leases.push(c.lease);
-        statuses.push(c.status.code());
-        next.push(c.next_attempt_at);
-        errors.push(c.error.as_deref());
-        a.push(c.id, &c.attempt);
-    }
+pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -> Result<u64> {
+    let a = &b.attempts;
     let mut tx = pool.begin().await?;
     let written = sqlx::query(
         "WITH input AS (
@@ -165,37 +204,30 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, batch: &[Completion]) 
                    response_headers, response_body, response_truncated, outcome, error, next_attempt_at)
          WHERE a.delivery_id IN (SELECT id FROM updated)",
     )
-    .bind(ids)
-    .bind(leases)
-    .bind(statuses)
-    .bind(next)
-    .bind(errors)
-    .bind(a.delivery_id)
-    .bind(a.attempt)
-    .bind(a.started_at)
-    .bind(a.duration_ms)
-    .bind(a.url)
-    .bind(a.request_headers)
-    .bind(a.body_sha256)
-    .bind(a.status_code)
-    .bind(a.response_headers)
-    .bind(a.response_body)
-    .bind(a.response_truncated)
-    .bind(a.outcome)
-    .bind(a.error)
-    .bind(a.next_attempt_at)
+    .bind(&b.ids[..])
+    .bind(&b.leases[..])
+    .bind(&b.statuses[..])
+    .bind(&b.next[..])
+    .bind(&b.errors[..])
+    .bind(&a.delivery_id[..])
+    .bind(&a.attempt[..])
+    .bind(&a.started_at[..])
+    .bind(&a.duration_ms[..])
+    .bind(&a.url[..])
+    .bind(&a.request_headers[..])
+    .bind(&a.body_sha256[..])
+    .bind(&a.status_code[..])
+    .bind(&a.response_headers[..])
+    .bind(&a.response_body[..])
+    .bind(&a.response_truncated[..])
+    .bind(&a.outcome[..])
+    .bind(&a.error[..])
+    .bind(&a.next_attempt_at[..])
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let mut gone: Vec<Uuid> = batch
-        .iter()
-        .filter(|c| c.disable_endpoint.is_some())
-        .map(|c| c.endpoint_id)
-        .collect();
-    if !gone.is_empty() {
-        gone.sort();
-        gone.dedup();
-        crate::db::endpoint::endpoint_disable_many(&mut *tx, &gone, "410 Gone: the receiver asked to stop").await?;
+    if !b.gone.is_empty() {
+        crate::db::endpoint::endpoint_disable_many(&mut *tx, &b.gone, "410 Gone: the receiver asked to stop").await?;
     }
     tx.commit().await?;
     Ok(written)
@@ -216,30 +248,30 @@ pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) ->
     .rows_affected())
 }
 
+/// What a re-queue sets: due now, a fresh retry cycle, and a new lease so a
+/// worker still holding the row cannot write over it.
+const REQUEUE: &str = "UPDATE outhook.delivery
+     SET status = 0, next_attempt_at = now(), attempts_base = attempts, cycle_started_at = now(),
+         finished_at = NULL, last_error = NULL, lease = lease + 1";
+
 /// Makes deliveries due now with a fresh retry cycle: dead letters come
 /// back, delivered ones are sent again, pending ones skip their wait.
 /// Any worker still holding one loses its lease. Returns how many changed.
 pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE outhook.delivery
-         SET status = 0, next_attempt_at = now(), attempts_base = attempts, cycle_started_at = now(),
-             finished_at = NULL, last_error = NULL, lease = lease + 1
-         WHERE id = ANY($1)",
+    Ok(
+        sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEUE} WHERE id = ANY($1)")))
+            .bind(ids)
+            .execute(pool)
+            .await?
+            .rows_affected(),
     )
-    .bind(ids)
-    .execute(pool)
-    .await?
-    .rows_affected())
 }
 
 /// Re-queues every dead letter, optionally of one endpoint.
 pub async fn delivery_requeue_dead(pool: &PgPool, endpoint: Option<Uuid>) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE outhook.delivery
-         SET status = 0, next_attempt_at = now(), attempts_base = attempts, cycle_started_at = now(),
-             finished_at = NULL, last_error = NULL, lease = lease + 1
-         WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)",
-    )
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{REQUEUE} WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)"
+    )))
     .bind(endpoint)
     .execute(pool)
     .await?
@@ -452,7 +484,12 @@ mod tests {
             .remove(0);
         assert_eq!(current.id, stale.id);
         assert_eq!(current.attempts, 2);
-        assert_eq!(delivery_complete_many(&pool, &[completion(&stale)]).await.unwrap(), 0);
+        assert_eq!(
+            delivery_complete_many(&pool, &CompletionBatch::new(vec![completion(&stale)]))
+                .await
+                .unwrap(),
+            0
+        );
         let status: i16 = sqlx::query_scalar("SELECT status FROM outhook.delivery")
             .fetch_one(&pool)
             .await
@@ -463,7 +500,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(logged, 0, "and wrote no attempt");
-        assert_eq!(delivery_complete_many(&pool, &[completion(&current)]).await.unwrap(), 1);
+        assert_eq!(
+            delivery_complete_many(&pool, &CompletionBatch::new(vec![completion(&current)]))
+                .await
+                .unwrap(),
+            1
+        );
         let status: i16 = sqlx::query_scalar("SELECT status FROM outhook.delivery")
             .fetch_one(&pool)
             .await
