@@ -58,6 +58,14 @@ enum Command {
     Key(commands::signing::KeyCommand),
 }
 
+/// Runs a database command on a multi-threaded tokio runtime.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -72,23 +80,12 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Secret(cmd) => commands::signing::secret(cmd),
         Command::Key(cmd) => commands::signing::key(cmd),
-        command => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(async {
-                    match command {
-                        Command::Migrate(db) => commands::worker::migrate(db).await,
-                        Command::Run(args) => commands::worker::run(args).await,
-                        Command::Endpoint { db, command } => commands::admin::endpoint(db, command).await,
-                        Command::SigningKey { db, command } => commands::admin::signing_key(db, command).await,
-                        Command::Send(args) => commands::admin::send(args).await,
-                        Command::Deliveries { db, command } => commands::admin::deliveries(db, command).await,
-                        _ => unreachable!("handled above"),
-                    }
-                })
-            }),
+        Command::Migrate(db) => block_on(commands::worker::migrate(db)),
+        Command::Run(args) => block_on(commands::worker::run(args)),
+        Command::Endpoint { db, command } => block_on(commands::admin::endpoint(db, command)),
+        Command::SigningKey { db, command } => block_on(commands::admin::signing_key(db, command)),
+        Command::Send(args) => block_on(commands::admin::send(args)),
+        Command::Deliveries { db, command } => block_on(commands::admin::deliveries(db, command)),
     };
     match result {
         Ok(code) => code,

@@ -247,6 +247,8 @@ async fn the_admin_commands_drive_a_delivery_and_no_secret_reaches_the_logs() {
         &receiver.url("/h"),
         "--event-type",
         "check.completed",
+        "--header",
+        "Authorization: Bearer tok_hidden",
     ]);
     assert_eq!(code, Some(0));
     let endpoint_id = out
@@ -257,9 +259,11 @@ async fn the_admin_commands_drive_a_delivery_and_no_secret_reaches_the_logs() {
     let secret = out.lines().find_map(|l| l.strip_prefix("secret ")).unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
     assert!(outhook(&["endpoint", "list"]).1.contains(&endpoint_id));
+    let (_, show, _) = outhook(&["endpoint", "show", &endpoint_id]);
+    assert!(!show.contains(&secret), "show never prints secrets");
     assert!(
-        !outhook(&["endpoint", "show", &endpoint_id]).1.contains(&secret),
-        "show never prints secrets"
+        show.contains("authorization") && !show.contains("tok_hidden"),
+        "static header values are redacted: {show}"
     );
     let body = std::env::temp_dir().join(format!("outhook-send-{}.json", std::process::id()));
     std::fs::write(&body, r#"{"event":"check.completed"}"#).unwrap();
@@ -336,6 +340,11 @@ async fn the_admin_commands_drive_a_delivery_and_no_secret_reaches_the_logs() {
     assert!(out.status.success());
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("outhook worker started"), "logs were captured");
+    assert!(!logs.contains("tok_hidden"), "a static header value reached the logs");
+    assert_eq!(
+        got[3].headers["authorization"], "Bearer tok_hidden",
+        "static headers are sent"
+    );
     for s in [&secret, &new_secret] {
         assert!(
             !logs.contains(s.as_str()) && !logs.contains(s.trim_start_matches("whsec_")),

@@ -31,7 +31,9 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
-    /// Static headers added to every request.
+    /// Static headers added to every request. They may carry credentials:
+    /// serialised (as `endpoint show` prints them) with values redacted.
+    #[serde(serialize_with = "redacted_values")]
     pub headers: serde_json::Value,
     /// Free text.
     pub description: String,
@@ -41,6 +43,16 @@ pub struct Endpoint {
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+fn redacted_values<S: serde::Serializer>(headers: &serde_json::Value, s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let names: Vec<&String> = headers.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let mut map = s.serialize_map(Some(names.len()))?;
+    for name in names {
+        map.serialize_entry(name, "***")?;
+    }
+    map.end()
 }
 
 /// A new endpoint.
