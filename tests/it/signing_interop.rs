@@ -223,3 +223,61 @@ fn json_stringify_bodies_are_byte_identical_to_node() {
         );
     }
 }
+
+#[test]
+fn standard_webhooks_v1a_signatures_verify_with_nodes_own_ed25519() {
+    // The reference libraries do not implement v1a yet; Node's crypto is an
+    // independent Ed25519 verifier of the spec's signed content.
+    let scheme = Scheme::by_name("standard-webhooks-v1a").unwrap();
+    let key = scheme.generate_secret().unwrap();
+    let public = outhook_signer::Ed25519SigningKey::from_whsk(key.expose())
+        .unwrap()
+        .public_key()
+        .to_whpk();
+    let signer = Signer::new(scheme, std::slice::from_ref(&key)).unwrap();
+    let corpus = payloads();
+    let mut lines = String::new();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (i, p) in corpus.iter().enumerate() {
+        let payload = Bytes::from(p.json.clone());
+        let req = signer
+            .sign(&Message::new(&format!("msg_{i}"), now(), &payload))
+            .unwrap();
+        let sig = req
+            .header("webhook-signature")
+            .unwrap()
+            .strip_prefix("v1a,")
+            .unwrap()
+            .to_owned();
+        let content = format!(
+            "{}.{}.",
+            req.header("webhook-id").unwrap(),
+            req.header("webhook-timestamp").unwrap()
+        );
+        let mut signed = content.into_bytes();
+        signed.extend_from_slice(&req.body);
+        lines.push_str(&format!("{} {}\n", b64.encode(&signed), sig));
+    }
+    let raw_public = b64.decode(public.trim_start_matches("whpk_")).unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw_public);
+    let script = format!(
+        "const c=require('crypto');const k=c.createPublicKey({{key:{{kty:'OKP',crv:'Ed25519',x:'{x}'}},format:'jwk'}});\
+         let d='';process.stdin.on('data',s=>d+=s).on('end',()=>{{for(const l of d.split('\\n')){{if(!l)continue;\
+         const [m,s]=l.split(' ');console.log(c.verify(null,Buffer.from(m,'base64'),k,Buffer.from(s,'base64')))}}}})"
+    );
+    let mut child = std::process::Command::new("node")
+        .args(["-e", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let verdicts: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(verdicts.len(), corpus.len());
+    assert!(verdicts.iter().all(|v| *v == "true"), "{verdicts:?}");
+}

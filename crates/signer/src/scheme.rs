@@ -396,3 +396,70 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn sign(scheme: Scheme, secret: &str, payload: &'static [u8]) -> SignedRequest {
+        let payload = Bytes::from_static(payload);
+        Signer::new(scheme, &[Secret::new(secret)])
+            .unwrap()
+            .sign(&Message::new("msg_1", 1_700_000_000, &payload))
+            .unwrap()
+    }
+
+    #[test]
+    fn custom_settings_spelling_out_a_preset_sign_exactly_like_it() {
+        let github: HmacSettings =
+            serde_json::from_str(r#"{"header":"X-Hub-Signature-256","prefix":"sha256=","encoding":"hex"}"#).unwrap();
+        let stripe: HmacSettings =
+            serde_json::from_str(r#"{"header":"Stripe-Signature","layout":"stripe","content":"timestamp.body"}"#)
+                .unwrap();
+        let standard: HmacSettings = serde_json::from_str(
+            r#"{"header":"webhook-signature","layout":"versioned","prefix":"v1","encoding":"base64","content":"id.timestamp.body",
+                "key":"whsec","id_header":"webhook-id","timestamp_header":"webhook-timestamp"}"#,
+        )
+        .unwrap();
+        for (settings, preset, secret) in [
+            (github, "github", "It's a Secret to Everybody"),
+            (stripe, "stripe", "whsec_test"),
+            (standard, "standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ] {
+            let custom = sign(Scheme::try_from(&settings).unwrap(), secret, b"Hello, World!");
+            assert_eq!(
+                custom,
+                sign(Scheme::by_name(preset).unwrap(), secret, b"Hello, World!"),
+                "{preset}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_github_preset_matches_githubs_documented_example() {
+        // From GitHub's "Validating webhook deliveries" page: secret
+        // "It's a Secret to Everybody", payload "Hello, World!".
+        let req = sign(
+            Scheme::by_name("github").unwrap(),
+            "It's a Secret to Everybody",
+            b"Hello, World!",
+        );
+        assert_eq!(
+            req.header("x-hub-signature-256"),
+            Some("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let bad = |json: &str| Scheme::try_from(&serde_json::from_str::<HmacSettings>(json).unwrap()).is_err();
+        assert!(bad(r#"{"header":"bad header"}"#));
+        assert!(bad(
+            r#"{"header":"x-sig","content":"id.timestamp.body","timestamp_header":"x-ts"}"#
+        ));
+        assert!(bad(r#"{"header":"x-sig","content":"timestamp.body"}"#));
+        assert!(bad(r#"{"header":"x-sig","layout":"stripe"}"#));
+        assert!(serde_json::from_str::<HmacSettings>(r#"{"header":"x","colour":"red"}"#).is_err());
+    }
+}
