@@ -427,6 +427,13 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete deliveries finished longer ago than --older-than, their attempt logs, and outbox rows no
+    /// longer referenced (their idempotency keys go with them).
+    Prune {
+        /// Keep everything newer than this.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
     /// Re-queue deliveries now (dead letters come back; delivered ones are sent again).
     Retry {
         /// Delivery ids.
@@ -514,6 +521,13 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                     );
                 }
             }
+        }
+        DeliveriesCommand::Prune { older_than } => {
+            let p = outhook_dispatcher::db::delivery::delivery_prune(&pool, older_than, 10_000).await?;
+            println!(
+                "pruned {} deliveries, {} attempts, {} messages",
+                p.deliveries, p.attempts, p.messages
+            );
         }
         DeliveriesCommand::Retry { ids, dead, endpoint } => {
             let n = if dead {

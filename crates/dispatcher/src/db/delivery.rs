@@ -398,6 +398,70 @@ pub async fn delivery_count_by_status(pool: &PgPool) -> Result<Vec<(DeliveryStat
         .collect())
 }
 
+/// What [`delivery_prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Finished deliveries (delivered or dead) removed.
+    pub deliveries: u64,
+    /// Their attempt-log rows removed.
+    pub attempts: u64,
+    /// Outbox rows removed once no delivery referred to them.
+    pub messages: u64,
+}
+
+/// Deletes deliveries that finished (delivered or dead) more than `age`
+/// ago, with their attempt logs, then outbox rows older than `age` that no
+/// delivery refers to any more. Works in batches of `batch` rows, each its
+/// own short transaction, so it never holds locks for long.
+///
+/// A pruned outbox row takes its idempotency key with it: the same
+/// `event_id` can be enqueued again afterwards.
+pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<Pruned> {
+    let mut total = Pruned::default();
+    loop {
+        let (deliveries, attempts): (i64, i64) = sqlx::query_as(
+            "WITH old AS (
+                 SELECT id FROM outhook.delivery
+                 WHERE status <> 0 AND finished_at < now() - make_interval(secs => $1)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED
+             ), attempts AS (
+                 DELETE FROM outhook.attempt a USING old WHERE a.delivery_id = old.id RETURNING 1
+             ), deliveries AS (
+                 DELETE FROM outhook.delivery d USING old WHERE d.id = old.id RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM attempts)",
+        )
+        .bind(age.as_secs_f64())
+        .bind(batch)
+        .fetch_one(pool)
+        .await?;
+        total.deliveries += deliveries.unsigned_abs();
+        total.attempts += attempts.unsigned_abs();
+        if deliveries < batch {
+            break;
+        }
+    }
+    loop {
+        let messages = sqlx::query(
+            "DELETE FROM outhook.outbox o WHERE o.id IN (
+                 SELECT id FROM outhook.outbox
+                 WHERE created_at < now() - make_interval(secs => $1)
+                   AND NOT EXISTS (SELECT 1 FROM outhook.delivery d WHERE d.message_id = outbox.id)
+                 LIMIT $2)",
+        )
+        .bind(age.as_secs_f64())
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total.messages += messages;
+        if messages < batch.unsigned_abs() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +575,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn prune_removes_only_old_finished_deliveries_their_logs_and_orphaned_messages() {
+        let pool = db_with_deliveries(5).await;
+        let rows = delivery_claim(&pool, 5, Duration::from_secs(60)).await.unwrap();
+        let done: Vec<Completion> = rows[..3].iter().map(completion).collect();
+        delivery_complete_many(&pool, &CompletionBatch::new(done))
+            .await
+            .unwrap();
+        // Two finished long ago, one just now; two still pending.
+        sqlx::query("UPDATE outhook.delivery SET finished_at = now() - interval '40 days' WHERE id = ANY($1)")
+            .bind(vec![rows[0].id, rows[1].id])
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE outhook.outbox SET created_at = now() - interval '40 days'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let pruned = delivery_prune(&pool, Duration::from_secs(30 * 86400), 1).await.unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                deliveries: 2,
+                attempts: 2,
+                messages: 2
+            }
+        );
+        let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, vec![rows[2].id, rows[3].id, rows[4].id]);
+        let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(messages, 3, "messages still referenced stay");
+        assert_eq!(
+            delivery_prune(&pool, Duration::from_secs(30 * 86400), 100)
+                .await
+                .unwrap(),
+            Pruned::default()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
