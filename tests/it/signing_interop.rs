@@ -190,6 +190,23 @@ fn during_rotation_every_secret_signs_and_each_library_accepts_either() {
     }
 }
 
+/// Runs `node -e script` with `input` on stdin and returns its stdout.
+fn node(script: &str, input: String) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("node")
+        .args(["-e", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "node failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn json_stringify_bodies_are_byte_identical_to_node() {
     // Node itself is the oracle: JSON.stringify(JSON.parse(x)) for each payload.
@@ -198,18 +215,8 @@ fn json_stringify_bodies_are_byte_identical_to_node() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let input: String = corpus.iter().map(|p| b64.encode(&p.json) + "\n").collect();
-    let mut child = std::process::Command::new("node")
-        .args(["-e", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    let out = node(script, input);
+    let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), corpus.len());
     for (p, line) in corpus.iter().zip(lines) {
         let node = b64.decode(line).unwrap();
@@ -266,18 +273,8 @@ fn standard_webhooks_v1a_signatures_verify_with_nodes_own_ed25519() {
          let d='';process.stdin.on('data',s=>d+=s).on('end',()=>{{for(const l of d.split('\\n')){{if(!l)continue;\
          const [m,s]=l.split(' ');console.log(c.verify(null,Buffer.from(m,'base64'),k,Buffer.from(s,'base64')))}}}})"
     );
-    let mut child = std::process::Command::new("node")
-        .args(["-e", &script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let verdicts: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    let out = node(&script, lines);
+    let verdicts: Vec<&str> = out.lines().collect();
     assert_eq!(verdicts.len(), corpus.len());
     assert!(verdicts.iter().all(|v| *v == "true"), "{verdicts:?}");
 }
