@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::retry::reconnect_backoff;
 use tracing::Instrument;
 
 use crate::db::delivery::{Completion, delivery_claim, delivery_release_many};
@@ -37,7 +38,7 @@ impl Claimer {
     /// attempts for the caller to wait on.
     pub async fn run(self, stop: CancellationToken) -> JoinSet<()> {
         let mut running = JoinSet::new();
-        let mut delays = backoff();
+        let mut delays = reconnect_backoff(Duration::from_millis(50));
         while !stop.is_cancelled() {
             // Reap finished attempts so the set stays small.
             while running.try_join_next().is_some() {}
@@ -52,7 +53,7 @@ impl Claimer {
             let want = (self.slots.available_permits() + 1).min(self.batch_size);
             let rows = match delivery_claim(&self.pool, want as i64, self.lease).await {
                 Ok(rows) => {
-                    delays = backoff();
+                    delays = reconnect_backoff(Duration::from_millis(50));
                     rows
                 }
                 Err(e) => {
@@ -136,12 +137,4 @@ impl Claimer {
         }
         running
     }
-}
-
-fn backoff() -> backon::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(5))
-        .without_max_times()
-        .build()
 }

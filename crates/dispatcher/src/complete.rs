@@ -8,13 +8,13 @@
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::delivery::{Completion, CompletionBatch, delivery_complete_many};
 use crate::endpoint::EndpointCache;
+use crate::retry::reconnect_backoff;
 use crate::stats::Stats;
 
 /// Runs until the channel closes (every sender dropped) and all is written,
@@ -33,11 +33,7 @@ pub(crate) async fn run(
             return;
         }
         let columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
-            .without_max_times()
-            .build();
+        let mut delays = reconnect_backoff(Duration::from_millis(50));
         loop {
             match delivery_complete_many(&pool, &columns).await {
                 Ok(written) => {

@@ -167,6 +167,19 @@ impl RetryPolicy {
     }
 }
 
+/// Delays for retrying the dispatcher's own database work in process
+/// (claims, result writes, LISTEN reconnects) while PostgreSQL is away:
+/// exponential from `min` up to 5 s, without end. Deliveries never use this;
+/// their schedule is persisted.
+pub(crate) fn reconnect_backoff(min: Duration) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

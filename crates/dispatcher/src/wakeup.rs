@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::retry::reconnect_backoff;
 
 /// The channel the outbox trigger notifies.
 pub const CHANNEL: &str = "outhook_delivery";
@@ -18,7 +19,7 @@ pub const CHANNEL: &str = "outhook_delivery";
 /// `stop` is cancelled. Checks the connection with `SELECT 1` every
 /// `heartbeat` so a half-open connection is noticed.
 pub(crate) async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken, heartbeat: Duration) {
-    let mut delays = backoff();
+    let mut delays = reconnect_backoff(Duration::from_millis(100));
     while !stop.is_cancelled() {
         let mut listener = match connect(&pool).await {
             Ok(l) => l,
@@ -32,7 +33,7 @@ pub(crate) async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationTo
                 }
             }
         };
-        delays = backoff();
+        delays = reconnect_backoff(Duration::from_millis(100));
         // Anything enqueued while we were not listening is claimed now.
         wake.notify_one();
         let mut tick = tokio::time::interval(heartbeat);
@@ -66,12 +67,4 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
-}
-
-fn backoff() -> backon::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .without_max_times()
-        .build()
 }
