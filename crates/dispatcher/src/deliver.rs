@@ -2,7 +2,6 @@
 //! and decide what happens next. Never fails: every problem becomes an
 //! [`Outcome`] in the delivery log.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::db::attempt::NewAttempt;
 use crate::db::delivery::{ClaimedRow, Completion, DeliveryStatus};
 use crate::endpoint::Target;
-use crate::http::{AddressRefused, DnsFailure, HttpSettings};
+use crate::http::{AddressRefused, DnsFailure, HttpSettings, UrlError};
 use crate::retry::{FailureKind, RetryPolicy};
 
 /// How an attempt ended, as stored in the delivery log's `outcome` column.
@@ -156,23 +155,10 @@ async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Targ
         let reason = target.disabled_reason.as_deref().unwrap_or("disabled");
         return Observed::refused(Outcome::EndpointDisabled, format!("endpoint is disabled: {reason}"));
     }
-    match url.scheme() {
-        "https" => {}
-        "http" if !ctx.http.addresses.https_only => {}
-        other => return Observed::refused(Outcome::InvalidUrl, format!("scheme `{other}` is not allowed")),
-    }
-    // IP literals never reach the resolver, so they are checked here.
-    if let Some(host) = url.host_str() {
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = literal.parse::<IpAddr>()
-            && !ctx.http.addresses.permits(ip)
-        {
-            let refused = AddressRefused {
-                host: host.to_owned(),
-                addrs: ip.to_string(),
-            };
-            return Observed::refused(Outcome::AddressRefused, refused.to_string());
-        }
+    match ctx.http.addresses.check_url(url) {
+        Ok(()) => {}
+        Err(e @ UrlError::Refused(_)) => return Observed::refused(Outcome::AddressRefused, e.to_string()),
+        Err(e) => return Observed::refused(Outcome::InvalidUrl, e.to_string()),
     }
     let signer = match &target.signer {
         Ok(s) => s,
@@ -345,12 +331,7 @@ fn classify(error: &reqwest::Error) -> (Outcome, String) {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+    crate::http::parse_retry_after(headers.get(header::RETRY_AFTER)?.to_str().ok()?, Utc::now())
 }
 
 fn headers_json(headers: &HeaderMap) -> serde_json::Value {

@@ -113,7 +113,7 @@ impl Target {
         }
         Arc::new(Target {
             id: row.id,
-            url: reqwest::Url::parse(&row.url).map_err(|e| format!("invalid URL: {e}")),
+            url: crate::http::parse_url(&row.url).map_err(|e| e.to_string()),
             enabled: row.enabled,
             disabled_reason: row.disabled_reason,
             signer,

@@ -27,7 +27,14 @@ impl AddressPolicy {
     /// Whether a delivery may connect to `ip`.
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        !is_forbidden(ip) || self.allow.iter().any(|net| net.contains(&ip))
+        !is_forbidden(ip)
+            || self.allow.iter().any(|net| match (net, ip) {
+                // An IPv6 network can hold IPv4-mapped addresses
+                // (`::ffff:10.0.0.0/104`): judge an IPv4 address in its
+                // mapped form there, whichever form it arrived in.
+                (IpNet::V6(net), IpAddr::V4(v4)) => net.contains(&v4.to_ipv6_mapped()),
+                (net, ip) => net.contains(&ip),
+            })
     }
 }
 
@@ -77,9 +84,82 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
         || (seg[0] == 0x0100 && seg[1] == 0 && seg[2] == 0 && seg[3] == 0) // discard
 }
 
+/// Why an endpoint URL cannot be delivered to. Checked the same way when an
+/// endpoint is created (by the CLI or the API) and before every attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// The text is not a URL.
+    #[error("`{url}` is not a URL: {reason}")]
+    Invalid {
+        /// The text as given.
+        url: String,
+        /// What the URL parser said.
+        reason: String,
+    },
+    /// Not `https` (or `http` while https-only is off).
+    #[error("scheme `{0}` is not allowed: use https, or http where https-only is off")]
+    Scheme(String),
+    /// The URL names no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// An IP literal in a private or reserved range that is not allowlisted.
+    #[error(transparent)]
+    Refused(#[from] AddressRefused),
+}
+
+/// Parses an endpoint URL. Only the syntax: see [`AddressPolicy::check_url`]
+/// for what may be reached.
+pub fn parse_url(text: &str) -> std::result::Result<reqwest::Url, UrlError> {
+    reqwest::Url::parse(text).map_err(|e| UrlError::Invalid {
+        url: text.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl AddressPolicy {
+    /// Whether a delivery may go to `url`: `https` (or `http` unless
+    /// https-only), a host, and an IP literal only where [`Self::permits`]
+    /// it. Host names are checked again at every connection, on each
+    /// resolved address, by the client's resolver.
+    pub fn check_url(&self, url: &reqwest::Url) -> std::result::Result<(), UrlError> {
+        match url.scheme() {
+            "https" => {}
+            "http" if !self.https_only => {}
+            other => return Err(UrlError::Scheme(other.to_owned())),
+        }
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or(UrlError::NoHost)?;
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>()
+            && !self.permits(ip)
+        {
+            return Err(UrlError::Refused(AddressRefused {
+                host: host.to_owned(),
+                addrs: ip.to_string(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date, as a delay
+/// from `now`. A date in the past is no delay; anything else is `None`.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// Why a host's addresses were refused (found in a failed request's
 /// error chain).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("every address of {host} is private or reserved ({addrs}); allowlist its network to deliver there")]
 pub struct AddressRefused {
     /// The host name.
@@ -225,5 +305,68 @@ mod tests {
         assert!(policy.permits(ip("127.0.0.1")));
         assert!(policy.permits(ip("::ffff:127.0.0.1")));
         assert!(!policy.permits(ip("10.0.0.1")));
+    }
+
+    /// Found by the `url_policy` fuzz target: an allowlisted IPv4-mapped
+    /// IPv6 network did not open its own addresses, because they were
+    /// judged in IPv4 form only.
+    #[test]
+    fn an_allowlisted_ipv4_mapped_network_opens_its_addresses_in_both_forms() {
+        let policy = AddressPolicy {
+            allow: vec!["::ffff:10.0.0.0/104".parse().unwrap()],
+            https_only: false,
+        };
+        assert!(policy.permits(ip("::ffff:10.1.2.3")));
+        assert!(policy.permits(ip("10.1.2.3")));
+        assert!(!policy.permits(ip("192.168.0.1")));
+        let everything = AddressPolicy {
+            allow: vec!["::ffff:255.255.255.252/126".parse().unwrap()],
+            https_only: false,
+        };
+        assert!(everything.permits(ip("::ffff:255.255.255.255")));
+    }
+
+    #[test]
+    fn urls_are_checked_for_scheme_host_and_literal_addresses() {
+        let open = AddressPolicy::default();
+        let check = |p: &AddressPolicy, u: &str| parse_url(u).and_then(|url| p.check_url(&url));
+        assert_eq!(check(&open, "https://example.com/hook"), Ok(()));
+        assert_eq!(check(&open, "http://93.184.216.34/"), Ok(()));
+        assert!(matches!(check(&open, "not a url"), Err(UrlError::Invalid { .. })));
+        assert!(matches!(check(&open, "ftp://example.com/"), Err(UrlError::Scheme(s)) if s == "ftp"));
+        assert!(matches!(
+            check(&open, "http://169.254.169.254/latest"),
+            Err(UrlError::Refused(_))
+        ));
+        assert!(matches!(
+            check(&open, "http://[::ffff:10.0.0.1]/"),
+            Err(UrlError::Refused(_))
+        ));
+        let strict = AddressPolicy {
+            allow: vec![],
+            https_only: true,
+        };
+        assert!(matches!(
+            check(&strict, "http://example.com/"),
+            Err(UrlError::Scheme(_))
+        ));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 31 Dec 2025 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -49,6 +49,9 @@ pub enum KeyError {
     /// No key at all was given.
     #[error("no signing key or secret given")]
     Missing,
+    /// A JSON Web Key that is not an RSA signature key in RFC 7517/7518 form.
+    #[error("invalid JWK: {0}")]
+    Jwk(&'static str),
 }
 
 /// Why a request could not be signed.

@@ -135,6 +135,52 @@ impl RsaPublicKey {
         RsaKeyPair::from_pem(pem)?.public_key()
     }
 
+    /// Loads a public key from a JSON Web Key (RFC 7517): `kty` `RSA` with
+    /// base64url `n` and `e`. `alg`, when present, must be `RS256`, and
+    /// `use`, when present, `sig`; other members (`kid`, ...) are ignored.
+    pub fn from_jwk(jwk: &str) -> Result<Self, KeyError> {
+        #[derive(serde::Deserialize)]
+        struct Jwk {
+            kty: String,
+            n: String,
+            e: String,
+            alg: Option<String>,
+            #[serde(rename = "use")]
+            use_: Option<String>,
+        }
+        let jwk: Jwk = serde_json::from_str(jwk).map_err(|_| KeyError::Jwk("not a JSON object with kty, n and e"))?;
+        if jwk.kty != "RSA" {
+            return Err(KeyError::Jwk("kty is not RSA"));
+        }
+        if jwk.alg.is_some_and(|a| a != "RS256") {
+            return Err(KeyError::Jwk("alg is not RS256"));
+        }
+        if jwk.use_.is_some_and(|u| u != "sig") {
+            return Err(KeyError::Jwk("use is not sig"));
+        }
+        let decode = |field: &str, what| {
+            URL_SAFE_NO_PAD
+                .decode(field.trim_end_matches('='))
+                .map_err(|_| KeyError::Jwk(what))
+        };
+        let n = decode(&jwk.n, "n is not base64url")?;
+        let e = decode(&jwk.e, "e is not base64url")?;
+        let strip = |b: &[u8]| {
+            b.iter()
+                .position(|&x| x != 0)
+                .map_or_else(Vec::new, |i| b[i..].to_vec())
+        };
+        let components = signature::RsaPublicKeyComponents {
+            n: strip(&n),
+            e: strip(&e),
+        };
+        let spki = components
+            .as_der()
+            .map_err(|_| KeyError::Jwk("n and e do not form an RSA public key"))?;
+        let key = PublicKey::from_der(spki.as_ref()).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        Self::from_aws(&key)
+    }
+
     /// The key as SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`), the form
     /// Node's `crypto.createVerify().verify()` takes.
     pub fn to_pem(&self) -> String {
@@ -248,5 +294,31 @@ mod tests {
             Err(KeyError::UnsupportedSize(1024))
         ));
         assert!(matches!(RsaKeyPair::from_pem(b"nope"), Err(KeyError::Pem { .. })));
+    }
+
+    #[test]
+    fn a_published_jwk_loads_back_to_the_same_key() {
+        let key = RsaKeyPair::generate(2048).unwrap();
+        let public = key.public_key().unwrap();
+        let again = RsaPublicKey::from_jwk(&public.to_jwk()).unwrap();
+        assert_eq!(public, again);
+        let sig = key.sign(b"data").unwrap();
+        assert!(again.verify(b"data", &sig));
+    }
+
+    #[test]
+    fn jwks_that_are_not_rsa_signature_keys_are_refused() {
+        for bad in [
+            "",
+            "[]",
+            r#"{"kty":"EC","n":"AQAB","e":"AQAB"}"#,
+            r#"{"kty":"RSA","n":"AQAB"}"#,
+            r#"{"kty":"RSA","n":"!!","e":"AQAB"}"#,
+            r#"{"kty":"RSA","n":"AQAB","e":"AQAB","alg":"RS512"}"#,
+            r#"{"kty":"RSA","n":"AQAB","e":"AQAB","use":"enc"}"#,
+            r#"{"kty":"RSA","n":"AA","e":"AQAB"}"#,
+        ] {
+            assert!(RsaPublicKey::from_jwk(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::error::Result;
 
 /// A signing key's public side.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct SigningKey {
     /// Its id.
     pub id: Uuid,
