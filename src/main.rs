@@ -1,6 +1,8 @@
 //! `outhook`: run the dispatcher, administer endpoints and deliveries, and
 //! sign or verify webhooks from the shell.
 
+#[macro_use]
+mod output;
 mod commands;
 
 use std::process::ExitCode;
@@ -10,9 +12,21 @@ use clap::{Parser, Subcommand};
 use commands::admin::{DeliveriesCommand, EndpointCommand, SendArgs, SigningKeyCommand};
 use commands::worker::{DbArgs, RunArgs};
 
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (for `verify`: the request is valid)
+  1  `verify` only: the request did not verify; the reason is printed
+  2  usage error, bad input, or a failure (database, file, key); the error is printed on stderr
+
+Output written to a closed pipe (`outhook endpoint list | head -1`) ends quietly with status 0.";
+
 #[derive(Parser)]
-#[command(name = "outhook", version, about = "Reliable, byte-exact webhook sender")]
+#[command(name = "outhook", version, about = "Reliable, byte-exact webhook sender", after_help = EXIT_CODES)]
 struct Cli {
+    /// PostgreSQL URL, for the commands that use the database; accepted
+    /// before or after the subcommand.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,20 +34,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create or upgrade the `outhook` schema.
-    Migrate(DbArgs),
+    Migrate,
     /// Run the worker until SIGINT or SIGTERM.
     Run(RunArgs),
     /// Manage endpoints.
     Endpoint {
-        #[command(flatten)]
-        db: DbArgs,
         #[command(subcommand)]
         command: EndpointCommand,
     },
     /// Manage the provider's RSA signing keys (cometh).
     SigningKey {
-        #[command(flatten)]
-        db: DbArgs,
         #[command(subcommand)]
         command: SigningKeyCommand,
     },
@@ -41,14 +51,15 @@ enum Command {
     Send(SendArgs),
     /// Inspect and re-queue deliveries.
     Deliveries {
-        #[command(flatten)]
-        db: DbArgs,
         #[command(subcommand)]
         command: DeliveriesCommand,
     },
     /// Sign a body: prints {"headers": {...}, "body": "<the exact body to send>"}.
     Sign(commands::signing::SignArgs),
     /// Verify a received request: exit 0 when valid, 1 with a reason when not.
+    #[command(
+        after_help = "Exit status: 0 valid, 1 invalid (the reason is printed), 2 usage error or unreadable input."
+    )]
     Verify(commands::signing::VerifyArgs),
     /// Shared secrets.
     #[command(subcommand)]
@@ -75,20 +86,23 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let db = DbArgs::new(cli.database_url);
     let result = match cli.command {
         Command::Sign(args) => commands::signing::sign(args),
         Command::Verify(args) => commands::signing::verify(args),
         Command::Secret(cmd) => commands::signing::secret(cmd),
         Command::Key(cmd) => commands::signing::key(cmd),
-        Command::Migrate(db) => block_on(commands::worker::migrate(db)),
-        Command::Run(args) => block_on(commands::worker::run(args)),
-        Command::Endpoint { db, command } => block_on(commands::admin::endpoint(db, command)),
-        Command::SigningKey { db, command } => block_on(commands::admin::signing_key(db, command)),
-        Command::Send(args) => block_on(commands::admin::send(args)),
-        Command::Deliveries { db, command } => block_on(commands::admin::deliveries(db, command)),
+        Command::Migrate => block_on(commands::worker::migrate(db)),
+        Command::Run(args) => block_on(commands::worker::run(db, args)),
+        Command::Endpoint { command } => block_on(commands::admin::endpoint(db, command)),
+        Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),
+        Command::Send(args) => block_on(commands::admin::send(db, args)),
+        Command::Deliveries { command } => block_on(commands::admin::deliveries(db, command)),
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`| head`) is not an error: stop quietly.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

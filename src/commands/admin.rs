@@ -30,7 +30,7 @@ fn parse_header(h: &str) -> Result<(String, String)> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -206,12 +206,12 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                 signing_key_id,
             };
             let e = endpoint_insert(&pool, &new).await?;
-            println!("endpoint {}", e.id);
+            outln!("endpoint {}", e.id)?;
             if let Some(s) = secret {
-                println!("secret {}", s.expose());
+                outln!("secret {}", s.expose())?;
             }
             if let Some(k) = signing_key_id {
-                println!("signing key {k} (publish it: outhook signing-key public {k})");
+                outln!("signing key {k} (publish it: outhook signing-key public {k})")?;
             }
         }
         EndpointCommand::List { owner, json } => {
@@ -220,7 +220,7 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                 print_json(&list)?;
             } else {
                 for e in &list {
-                    println!("{}", endpoint_line(e));
+                    outln!("{}", endpoint_line(e))?;
                 }
             }
         }
@@ -252,16 +252,16 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                 },
                 description,
             };
-            println!("{}", endpoint_line(&endpoint_update(&pool, id, &update).await?));
+            outln!("{}", endpoint_line(&endpoint_update(&pool, id, &update).await?))?;
         }
         EndpointCommand::Disable { id, reason } => {
-            println!(
+            outln!(
                 "{}",
                 endpoint_line(&endpoint_set_enabled(&pool, id, false, reason.as_deref()).await?)
-            );
+            )?;
         }
         EndpointCommand::Enable { id } => {
-            println!("{}", endpoint_line(&endpoint_set_enabled(&pool, id, true, None).await?))
+            outln!("{}", endpoint_line(&endpoint_set_enabled(&pool, id, true, None).await?))?
         }
         EndpointCommand::RotateSecret { id, grace, secret } => {
             let e = endpoint_get(&pool, id).await?;
@@ -279,7 +279,7 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                 None => scheme.generate_secret()?,
             };
             endpoint_secret_rotate(&pool, id, &secret, grace).await?;
-            println!("secret {}", secret.expose());
+            outln!("secret {}", secret.expose())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -306,7 +306,11 @@ pub enum SigningKeyCommand {
         bits: u32,
     },
     /// List signing keys.
-    List,
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a key's public half, to publish.
     Public {
         /// Key id or name.
@@ -324,19 +328,24 @@ pub async fn signing_key(db: DbArgs, cmd: SigningKeyCommand) -> Result<ExitCode>
         SigningKeyCommand::New { name, bits } => {
             let key = tokio::task::spawn_blocking(move || RsaKeyPair::generate(bits)).await??;
             let k = signing_key_insert(&pool, &name, &key).await?;
-            println!("signing key {} ({})", k.id, k.name);
+            outln!("signing key {} ({})", k.id, k.name)?;
         }
-        SigningKeyCommand::List => {
-            for k in signing_key_list(&pool).await? {
-                println!("{}  {:<16} {}  {}", k.id, k.name, k.algorithm, k.created_at);
+        SigningKeyCommand::List { json } => {
+            let keys = signing_key_list(&pool).await?;
+            if json {
+                print_json(&keys)?;
+            } else {
+                for k in &keys {
+                    outln!("{}  {:<16} {}  {}", k.id, k.name, k.algorithm, k.created_at)?;
+                }
             }
         }
         SigningKeyCommand::Public { key, jwk } => {
             let k = signing_key_get(&pool, &key).await?;
             if jwk {
-                println!("{}", k.public_key_jwk);
+                outln!("{}", k.public_key_jwk)?;
             } else {
-                print!("{}", k.public_key_pem);
+                out!("{}", k.public_key_pem)?;
             }
         }
     }
@@ -346,8 +355,6 @@ pub async fn signing_key(db: DbArgs, cmd: SigningKeyCommand) -> Result<ExitCode>
 /// `outhook send` arguments.
 #[derive(clap::Args)]
 pub struct SendArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// The event type.
     #[arg(long)]
     event_type: String,
@@ -365,7 +372,7 @@ pub struct SendArgs {
 }
 
 /// Enqueues one event.
-pub async fn send(args: SendArgs) -> Result<ExitCode> {
+pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
     let mut payload = String::new();
     match args.body.as_deref() {
         Some(p) if p != std::path::Path::new("-") => payload = std::fs::read_to_string(p)?,
@@ -373,7 +380,7 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
             std::io::stdin().read_to_string(&mut payload)?;
         }
     }
-    let pool = args.db.pool(1).await?;
+    let pool = db.pool(1).await?;
     let event = Event {
         event_type: &args.event_type,
         payload: &payload,
@@ -391,9 +398,9 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
                 },
             )
             .await?;
-            println!("message {id}: {} deliveries", deliveries.len());
+            outln!("message {id}: {} deliveries", deliveries.len())?;
         }
-        Enqueued::Duplicate => println!("duplicate event id: nothing enqueued"),
+        Enqueued::Duplicate => outln!("duplicate event id: nothing enqueued")?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -469,12 +476,16 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
             if json {
                 print_json(&list)?;
             } else {
-                println!(
+                outln!(
                     "{:>8}  {:<9} {:>3}  {:<28} {:<36}  last error",
-                    "id", "status", "try", "event type", "endpoint"
-                );
+                    "id",
+                    "status",
+                    "try",
+                    "event type",
+                    "endpoint"
+                )?;
                 for d in &list {
-                    println!(
+                    outln!(
                         "{:>8}  {:<9} {:>3}  {:<28} {}  {}",
                         d.id,
                         d.status.as_str(),
@@ -482,7 +493,7 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                         d.event_type,
                         d.endpoint_id,
                         d.last_error.as_deref().unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }
@@ -492,24 +503,24 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
             if json {
                 print_json(&serde_json::json!({"delivery": d, "attempts": attempts}))?;
             } else {
-                println!(
+                outln!(
                     "delivery {} of message {} (msg_{}) to {}",
                     d.id,
                     d.message_id,
                     d.message_uid.simple(),
                     d.endpoint_id
-                );
-                println!(
+                )?;
+                outln!(
                     "event type {}, status {}, {} attempts",
                     d.event_type,
                     d.status.as_str(),
                     d.attempts
-                );
+                )?;
                 if let Some(at) = d.next_attempt_at {
-                    println!("next attempt at {at}");
+                    outln!("next attempt at {at}")?;
                 }
                 for a in &attempts {
-                    println!(
+                    outln!(
                         "  #{:<2} {}  {:>5} ms  {:<16} {:>3}  {}{}",
                         a.attempt,
                         a.started_at.format("%Y-%m-%d %H:%M:%S%.3f"),
@@ -518,16 +529,18 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                         a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                         a.error.as_deref().unwrap_or(""),
                         a.next_attempt_at.map(|t| format!(" (next at {t})")).unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
         DeliveriesCommand::Prune { older_than } => {
             let p = outhook_dispatcher::db::delivery::delivery_prune(&pool, older_than, 10_000).await?;
-            println!(
+            outln!(
                 "pruned {} deliveries, {} attempts, {} messages",
-                p.deliveries, p.attempts, p.messages
-            );
+                p.deliveries,
+                p.attempts,
+                p.messages
+            )?;
         }
         DeliveriesCommand::Retry { ids, dead, endpoint } => {
             let n = if dead {
@@ -538,7 +551,7 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                 }
                 delivery_requeue(&pool, &ids).await?
             };
-            println!("re-queued {n} deliveries");
+            outln!("re-queued {n} deliveries")?;
         }
     }
     Ok(ExitCode::SUCCESS)

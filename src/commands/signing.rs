@@ -152,7 +152,7 @@ pub fn sign(args: SignArgs) -> Result<ExitCode> {
         .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v.clone())))
         .collect();
     let body = std::str::from_utf8(&request.body).context("body is not UTF-8")?;
-    println!("{}", serde_json::json!({"headers": headers, "body": body}));
+    outln!("{}", serde_json::json!({"headers": headers, "body": body}))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -185,11 +185,11 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let now = UNIX_EPOCH + std::time::Duration::from_secs(args.now.unwrap_or_else(unix_now).max(0) as u64);
     match verifier.verify_at(&headers, &body, now) {
         Ok(()) => {
-            println!("valid");
+            outln!("valid")?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("invalid: {e}");
+            outln!("invalid: {e}")?;
             Ok(ExitCode::from(1))
         }
     }
@@ -211,7 +211,7 @@ pub fn secret(cmd: SecretCommand) -> Result<ExitCode> {
     match cmd {
         SecretCommand::New { scheme } => {
             let secret = Scheme::by_name(&scheme)?.generate_secret()?;
-            println!("{}", secret.expose());
+            outln!("{}", secret.expose())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -242,21 +242,21 @@ pub fn key(cmd: KeyCommand) -> Result<ExitCode> {
     match cmd {
         KeyCommand::New { bits } => {
             let key = RsaKeyPair::generate(bits)?;
-            print!("{}", key.to_pkcs8_pem()?.as_str());
+            out!("{}", key.to_pkcs8_pem()?.as_str())?;
         }
         KeyCommand::Public { key_file, jwk } => {
             let text = read_secret_file(&key_file)?;
             let trimmed = text.trim();
             if trimmed.starts_with("whsk_") {
                 let key = outhook_signer::Ed25519SigningKey::from_whsk(trimmed)?;
-                println!("{}", key.public_key().to_whpk());
+                outln!("{}", key.public_key().to_whpk())?;
                 return Ok(ExitCode::SUCCESS);
             }
             let public = RsaPublicKey::from_pem(trimmed.as_bytes())?;
             if jwk {
-                println!("{}", public.to_jwk());
+                outln!("{}", public.to_jwk())?;
             } else {
-                print!("{}", public.to_pem());
+                out!("{}", public.to_pem())?;
             }
         }
     }

@@ -9,23 +9,31 @@ use outhook_dispatcher::{Dispatcher, IpNet, RetryPolicy};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-/// Where the database is.
-#[derive(Args, Clone)]
+/// Where the database is: the global `--database-url` or `DATABASE_URL`.
+/// Only commands that use the database ask for it.
+#[derive(Clone)]
 pub struct DbArgs {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    url: Option<String>,
 }
 
 impl DbArgs {
+    /// The URL as given, if any.
+    pub fn new(url: Option<String>) -> Self {
+        Self { url }
+    }
+
     /// A small pool: the dispatcher needs connections for statements, not
     /// for deliveries in flight.
     pub async fn pool(&self, max: u32) -> Result<PgPool> {
+        let url = self
+            .url
+            .as_deref()
+            .context("no database given: pass --database-url URL or set DATABASE_URL")?;
         PgPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
-            .connect_lazy(&self.database_url)
+            .connect_lazy(url)
             .context("invalid DATABASE_URL")
     }
 }
@@ -36,15 +44,13 @@ pub async fn migrate(db: DbArgs) -> Result<ExitCode> {
     outhook_dispatcher::migrate(&pool)
         .await
         .context("applying migrations")?;
-    println!("outhook schema is up to date");
+    outln!("outhook schema is up to date")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `outhook run` settings. Durations take humane forms: `30s`, `5m`, `1h`.
 #[derive(Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Attempts in flight at most.
     #[arg(long, env = "OUTHOOK_CONCURRENCY", default_value_t = 256)]
     concurrency: usize,
@@ -90,8 +96,8 @@ pub struct RunArgs {
 }
 
 /// `outhook run`: the worker, until SIGINT or SIGTERM.
-pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let pool = args.db.pool(args.pool_size).await?;
+pub async fn run(db: DbArgs, args: RunArgs) -> Result<ExitCode> {
+    let pool = db.pool(args.pool_size).await?;
     let mut retry = if args.retry_schedule.is_empty() {
         RetryPolicy::default()
     } else {

@@ -1,6 +1,7 @@
 //! Outhook's integration tests: one binary, a module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli_admin;
 mod cli_signing;
 mod signing_interop;
 mod signing_tamper;
