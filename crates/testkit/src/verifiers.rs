@@ -51,13 +51,24 @@ pub fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("verifiers")
 }
 
+/// The Python that runs the snippets: `OUTHOOK_PYTHON` when set, else the
+/// project's virtual environment that `scripts/setup` makes under
+/// `target/pyenv`, else `python3` from `PATH`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("OUTHOOK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python3");
+    if venv.exists() { venv } else { PathBuf::from("python3") }
+}
+
 /// Runs every case through `scheme`'s snippet in `lang` and returns one
 /// verdict per case, in order.
 pub fn run(lang: Lang, scheme: &str, cases: &[Case]) -> Result<Vec<Verdict>> {
     let dir = dir();
     let mut command = match lang {
         Lang::Python => {
-            let mut c = Command::new("python3");
+            let mut c = Command::new(python());
             c.arg(dir.join("verify.py"));
             c
         }
@@ -74,7 +85,7 @@ pub fn run(lang: Lang, scheme: &str, cases: &[Case]) -> Result<Vec<Verdict>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting the {lang:?} verifier (is it installed? see .ci/run)"))?;
+        .with_context(|| format!("starting the {lang:?} verifier (run ./scripts/setup)"))?;
     let mut stdin = child.stdin.take().context("verifier stdin")?;
     let lines: Vec<String> = cases
         .iter()
