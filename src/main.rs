@@ -54,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: DeliveriesCommand,
     },
-    /// Sign a body: prints {"headers": {...}, "body": "<the exact body to send>"}.
+    /// Sign a body: prints `{"headers": {...}, "body": "<the exact body to send>"}`.
     Sign(commands::signing::SignArgs),
     /// Verify a received request: exit 0 when valid, 1 with a reason when not.
     #[command(

@@ -125,7 +125,7 @@ fn unix_now() -> i64 {
 pub struct SignArgs {
     #[command(flatten)]
     scheme: SchemeArgs,
-    /// Message id (default: a new msg_<uuid>).
+    /// Message id (default: a new `msg_<uuid>`).
     #[arg(long)]
     id: Option<String>,
     /// Unix timestamp in seconds (default: now).

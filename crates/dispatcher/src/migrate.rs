@@ -5,8 +5,10 @@ use sqlx::migrate::Migrator;
 
 use crate::error::Result;
 
-/// Outhook's migrations, embedded from the workspace's `migrations/`.
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+/// Outhook's migrations, embedded from the crate's own `migrations/` (the
+/// workspace's top-level `migrations` is a link to it), so the published
+/// crate carries them.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Creates or upgrades the `outhook` schema.
 ///
