@@ -9,8 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::admin::{DeliveriesCommand, EndpointCommand, SendArgs, SigningKeyCommand};
-use commands::worker::{DbArgs, RunArgs};
+use commands::admin::{DeliveriesCommand, EndpointCommand, SendArgs, SigningKeyCommand, TokenCommand};
+use commands::worker::{DbArgs, RunArgs, ServeArgs};
+use outhook_dispatcher::IpNet;
+use outhook_dispatcher::http::AddressPolicy;
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -27,6 +29,18 @@ struct Cli {
     /// before or after the subcommand.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
+    /// Allow endpoints in this private network (CIDR), for deliveries and
+    /// when registering endpoints; repeat as needed.
+    #[arg(
+        long = "allow-network",
+        env = "OUTHOOK_ALLOW_NETWORKS",
+        value_delimiter = ',',
+        global = true
+    )]
+    allow: Vec<IpNet>,
+    /// Refuse http:// endpoints.
+    #[arg(long, env = "OUTHOOK_HTTPS_ONLY", global = true)]
+    https_only: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +51,15 @@ enum Command {
     Migrate,
     /// Run the worker until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Serve the HTTP API, with the worker unless --no-worker, until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the committed openapi.json).
+    Openapi,
+    /// Bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage endpoints.
     Endpoint {
         #[command(subcommand)]
@@ -87,14 +110,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let db = DbArgs::new(cli.database_url);
+    let policy = AddressPolicy {
+        allow: cli.allow,
+        https_only: cli.https_only,
+    };
     let result = match cli.command {
         Command::Sign(args) => commands::signing::sign(args),
         Command::Verify(args) => commands::signing::verify(args),
         Command::Secret(cmd) => commands::signing::secret(cmd),
         Command::Key(cmd) => commands::signing::key(cmd),
         Command::Migrate => block_on(commands::worker::migrate(db)),
-        Command::Run(args) => block_on(commands::worker::run(db, args)),
-        Command::Endpoint { command } => block_on(commands::admin::endpoint(db, command)),
+        Command::Run(args) => block_on(commands::worker::run(db, policy, args)),
+        Command::Serve(args) => block_on(commands::worker::serve(db, policy, args)),
+        Command::Openapi => out!("{}", outhook_server::openapi_json())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::Token { command } => block_on(commands::admin::token(db, command)),
+        Command::Endpoint { command } => block_on(commands::admin::endpoint(db, policy, command)),
         Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),
         Command::Send(args) => block_on(commands::admin::send(db, args)),
         Command::Deliveries { command } => block_on(commands::admin::deliveries(db, command)),

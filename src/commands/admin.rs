@@ -11,18 +11,19 @@ use outhook_dispatcher::db::attempt::attempt_list;
 use outhook_dispatcher::db::delivery::{
     DeliveryFilter, DeliveryStatus, delivery_get, delivery_list, delivery_requeue, delivery_requeue_dead,
 };
-use outhook_dispatcher::db::endpoint::{
-    Endpoint, EndpointUpdate, NewEndpoint, endpoint_get, endpoint_insert, endpoint_list, endpoint_secret_rotate,
-    endpoint_set_enabled, endpoint_update,
-};
+use outhook_dispatcher::db::endpoint::{Endpoint, endpoint_list};
 use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert, signing_key_list};
-use outhook_dispatcher::{Enqueued, Event};
-use outhook_signer::{HmacSettings, KeyKind, RsaKeyPair, Scheme, Secret};
+use outhook_dispatcher::http::AddressPolicy;
+use outhook_server::admin::endpoint::{EndpointInput, EndpointPatch};
+use outhook_server::admin::message::MessageInput;
+use outhook_server::admin::{self, Scope};
+use outhook_signer::{RsaKeyPair, Secret};
 use uuid::Uuid;
 
 use crate::commands::worker::DbArgs;
 
 fn parse_header(h: &str) -> Result<(String, String)> {
+    // Validation (names, values, reserved headers) is the admin layer's.
     let (k, v) = h
         .split_once(':')
         .with_context(|| format!("header `{h}` is not `Name: value`"))?;
@@ -131,6 +132,11 @@ pub enum EndpointCommand {
         /// Endpoint id.
         id: Uuid,
     },
+    /// Delete an endpoint; its pending deliveries become dead letters.
+    Delete {
+        /// Endpoint id.
+        id: Uuid,
+    },
     /// Add a new secret; current ones keep signing for the grace period. Prints the new secret once.
     RotateSecret {
         /// Endpoint id.
@@ -144,23 +150,11 @@ pub enum EndpointCommand {
     },
 }
 
-async fn default_signing_key(pool: &sqlx::PgPool, name: Option<&str>) -> Result<Uuid> {
-    if let Some(name) = name {
-        return Ok(signing_key_get(pool, name).await?.id);
-    }
-    match signing_key_get(pool, "default").await {
-        Ok(k) => Ok(k.id),
-        Err(outhook_dispatcher::Error::NotFound(_)) => {
-            let key = tokio::task::spawn_blocking(|| RsaKeyPair::generate(2048)).await??;
-            Ok(signing_key_insert(pool, "default", &key).await?.id)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Runs an `endpoint` subcommand.
-pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
+/// Runs an `endpoint` subcommand, as an admin, through the same
+/// administration layer as the HTTP API.
+pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -> Result<ExitCode> {
     let pool = db.pool(2).await?;
+    let scope = Scope::Admin;
     match cmd {
         EndpointCommand::Add {
             owner,
@@ -173,44 +167,34 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
             secret,
             signing_key,
         } => {
-            let settings_json: Option<serde_json::Value> = settings
+            let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
                 .map(serde_json::from_str)
                 .transpose()
-                .context("--settings")?;
-            let parsed = if scheme == "hmac" {
-                let s: HmacSettings =
-                    serde_json::from_value(settings_json.clone().context("--scheme hmac needs --settings")?)?;
-                Scheme::try_from(&s)?
-            } else {
-                Scheme::by_name(&scheme)?
-            };
-            reqwest_url_check(&url)?;
-            let (secret, signing_key_id) = match parsed.key_kind() {
-                KeyKind::Rsa => (None, Some(default_signing_key(&pool, signing_key.as_deref()).await?)),
-                _ => (
-                    Some(secret.map(Secret::new).map_or_else(|| parsed.generate_secret(), Ok)?),
-                    None,
-                ),
-            };
+                .context("--settings is not JSON")?;
             let headers = headers.iter().map(|h| parse_header(h)).collect::<Result<_>>()?;
-            let new = NewEndpoint {
-                owner,
-                url,
-                scheme,
-                scheme_settings: settings_json,
-                event_types,
-                headers,
-                description,
-                secret: secret.clone(),
-                signing_key_id,
-            };
-            let e = endpoint_insert(&pool, &new).await?;
-            outln!("endpoint {}", e.id)?;
-            if let Some(s) = secret {
+            let created = admin::endpoint::create(
+                &pool,
+                &scope,
+                &policy,
+                EndpointInput {
+                    owner: Some(owner),
+                    url,
+                    scheme,
+                    scheme_settings,
+                    event_types,
+                    headers,
+                    description,
+                    secret: secret.map(Secret::new),
+                    signing_key,
+                },
+            )
+            .await?;
+            outln!("endpoint {}", created.endpoint.id)?;
+            if let Some(s) = created.secret {
                 outln!("secret {}", s.expose())?;
             }
-            if let Some(k) = signing_key_id {
+            if let Some(k) = created.endpoint.signing_key_id {
                 outln!("signing key {k} (publish it: outhook signing-key public {k})")?;
             }
         }
@@ -224,7 +208,7 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                 }
             }
         }
-        EndpointCommand::Show { id } => print_json(&endpoint_get(&pool, id).await?)?,
+        EndpointCommand::Show { id } => print_json(&admin::endpoint::get(&pool, &scope, id).await?)?,
         EndpointCommand::Update {
             id,
             url,
@@ -233,10 +217,7 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
             headers,
             description,
         } => {
-            if let Some(u) = &url {
-                reqwest_url_check(u)?;
-            }
-            let update = EndpointUpdate {
+            let patch = EndpointPatch {
                 url,
                 event_types: if all_event_types {
                     Some(Vec::new())
@@ -251,46 +232,29 @@ pub async fn endpoint(db: DbArgs, cmd: EndpointCommand) -> Result<ExitCode> {
                     Some(headers.iter().map(|h| parse_header(h)).collect::<Result<_>>()?)
                 },
                 description,
+                ..EndpointPatch::default()
             };
-            outln!("{}", endpoint_line(&endpoint_update(&pool, id, &update).await?))?;
+            let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;
+            outln!("{}", endpoint_line(&e))?;
         }
         EndpointCommand::Disable { id, reason } => {
-            outln!(
-                "{}",
-                endpoint_line(&endpoint_set_enabled(&pool, id, false, reason.as_deref()).await?)
-            )?;
+            let e = admin::endpoint::set_enabled(&pool, &scope, id, false, reason.as_deref()).await?;
+            outln!("{}", endpoint_line(&e))?;
         }
         EndpointCommand::Enable { id } => {
-            outln!("{}", endpoint_line(&endpoint_set_enabled(&pool, id, true, None).await?))?
+            let e = admin::endpoint::set_enabled(&pool, &scope, id, true, None).await?;
+            outln!("{}", endpoint_line(&e))?;
+        }
+        EndpointCommand::Delete { id } => {
+            let e = admin::endpoint::delete(&pool, &scope, id).await?;
+            outln!("deleted {}", e.id)?;
         }
         EndpointCommand::RotateSecret { id, grace, secret } => {
-            let e = endpoint_get(&pool, id).await?;
-            let scheme = if e.scheme == "hmac" {
-                let s: HmacSettings = serde_json::from_value(e.scheme_settings.clone().unwrap_or_default())?;
-                Scheme::try_from(&s)?
-            } else {
-                Scheme::by_name(&e.scheme)?
-            };
-            if scheme.key_kind() == KeyKind::Rsa {
-                bail!("scheme `{}` signs with the provider's key, not a secret", e.scheme);
-            }
-            let secret = match secret {
-                Some(s) => Secret::new(s),
-                None => scheme.generate_secret()?,
-            };
-            endpoint_secret_rotate(&pool, id, &secret, grace).await?;
+            let secret = admin::endpoint::rotate_secret(&pool, &scope, id, grace, secret.map(Secret::new)).await?;
             outln!("secret {}", secret.expose())?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn reqwest_url_check(url: &str) -> Result<()> {
-    let parsed = url::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        bail!("`{url}` is not an http(s) URL");
-    }
-    Ok(())
 }
 
 /// `outhook signing-key ...`.
@@ -359,7 +323,7 @@ pub struct SendArgs {
     #[arg(long)]
     event_type: String,
     /// Fan out to this owner's subscribed endpoints.
-    #[arg(long, required_unless_present = "endpoint")]
+    #[arg(long, required_unless_present = "endpoint", conflicts_with = "endpoint")]
     owner: Option<String>,
     /// Or deliver to this endpoint.
     #[arg(long)]
@@ -371,7 +335,7 @@ pub struct SendArgs {
     body: Option<PathBuf>,
 }
 
-/// Enqueues one event.
+/// Enqueues one event, through the same checks as `POST /v1/messages`.
 pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
     let mut payload = String::new();
     match args.body.as_deref() {
@@ -381,26 +345,22 @@ pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
         }
     }
     let pool = db.pool(1).await?;
-    let event = Event {
-        event_type: &args.event_type,
-        payload: &payload,
-        owner: args.owner.as_deref(),
-        endpoint_id: args.endpoint,
-        event_id: args.event_id.as_deref(),
-    };
-    match outhook_dispatcher::enqueue(&pool, &event).await? {
-        Enqueued::New(id) => {
-            let deliveries = delivery_list(
-                &pool,
-                &DeliveryFilter {
-                    message_id: Some(id),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            outln!("message {id}: {} deliveries", deliveries.len())?;
-        }
-        Enqueued::Duplicate => outln!("duplicate event id: nothing enqueued")?,
+    let done = admin::message::create(
+        &pool,
+        &Scope::Admin,
+        MessageInput {
+            event_type: &args.event_type,
+            payload: &payload,
+            owner: args.owner.as_deref(),
+            endpoint_id: args.endpoint,
+            event_id: args.event_id.as_deref(),
+        },
+    )
+    .await?;
+    if done.duplicate {
+        outln!("duplicate event id: nothing enqueued (message {})", done.message.id)?;
+    } else {
+        outln!("message {}: {} deliveries", done.message.id, done.deliveries)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -469,8 +429,8 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                 status,
                 endpoint_id: endpoint,
                 event_type,
-                message_id: None,
                 limit: Some(limit),
+                ..DeliveryFilter::default()
             };
             let list = delivery_list(&pool, &filter).await?;
             if json {
@@ -552,6 +512,83 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                 delivery_requeue(&pool, &ids).await?
             };
             outln!("re-queued {n} deliveries")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outhook token ...`: bearer tokens for the HTTP API.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it alone on stdout (it is shown only once).
+    New {
+        /// A token that sees everything.
+        #[arg(long, conflicts_with = "owner", required_unless_present = "owner")]
+        admin: bool,
+        /// A token that sees only this owner's endpoints, messages and deliveries.
+        #[arg(long)]
+        owner: Option<String>,
+        /// It stops working after this long (e.g. `30d`); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// A label, for `token list`.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id (the part after `oh_`, or as `token list` shows it).
+    Revoke {
+        /// Token id.
+        id: Uuid,
+    },
+}
+
+/// Runs a `token` subcommand.
+pub async fn token(db: DbArgs, cmd: TokenCommand) -> Result<ExitCode> {
+    let pool = db.pool(1).await?;
+    match cmd {
+        TokenCommand::New {
+            admin: _,
+            owner,
+            expires,
+            name,
+        } => {
+            let scope = owner.map_or(Scope::Admin, Scope::Owner);
+            let (_, text) = admin::token::create(&pool, &name, &scope, expires).await?;
+            outln!("{}", text.expose())?;
+        }
+        TokenCommand::List { json } => {
+            let tokens = admin::token::list(&pool).await?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                for t in &tokens {
+                    let state = match (t.revoked_at, t.expires_at) {
+                        (Some(at), _) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                        (None, Some(at)) if at <= chrono::Utc::now() => {
+                            format!("expired {}", at.format("%Y-%m-%d %H:%M"))
+                        }
+                        (None, Some(at)) => format!("expires {}", at.format("%Y-%m-%d %H:%M")),
+                        (None, None) => "active".to_owned(),
+                    };
+                    outln!(
+                        "{}  {:<14} {:<24} {}",
+                        t.id,
+                        t.owner.as_deref().map_or("admin".to_owned(), |o| format!("owner {o}")),
+                        state,
+                        t.name
+                    )?;
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = admin::token::revoke(&pool, id).await?;
+            outln!("revoked {}", t.id)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,13 +1,18 @@
-//! `migrate` and `run`: the standalone worker.
+//! `migrate`, `run` (the standalone worker) and `serve` (the API, with the
+//! worker unless `--no-worker`).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use outhook_dispatcher::{Dispatcher, IpNet, RetryPolicy};
+use outhook_dispatcher::http::AddressPolicy;
+use outhook_dispatcher::{Dispatcher, RetryPolicy};
+use outhook_server::{AppState, ServerConfig};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
 
 /// Where the database is: the global `--database-url` or `DATABASE_URL`.
 /// Only commands that use the database ask for it.
@@ -48,9 +53,10 @@ pub async fn migrate(db: DbArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `outhook run` settings. Durations take humane forms: `30s`, `5m`, `1h`.
+/// The worker's settings, shared by `outhook run` and `outhook serve`.
+/// Durations take humane forms: `30s`, `5m`, `1h`.
 #[derive(Args)]
-pub struct RunArgs {
+pub struct WorkerArgs {
     /// Attempts in flight at most.
     #[arg(long, env = "OUTHOOK_CONCURRENCY", default_value_t = 256)]
     concurrency: usize,
@@ -75,12 +81,6 @@ pub struct RunArgs {
     /// Do not LISTEN (poll only; needed behind PgBouncer in transaction mode).
     #[arg(long, env = "OUTHOOK_NO_LISTEN")]
     no_listen: bool,
-    /// Allow deliveries to this private network (CIDR); repeat as needed.
-    #[arg(long = "allow-network", env = "OUTHOOK_ALLOW_NETWORKS", value_delimiter = ',')]
-    allow: Vec<IpNet>,
-    /// Refuse http:// endpoints.
-    #[arg(long, env = "OUTHOOK_HTTPS_ONLY")]
-    https_only: bool,
     /// Response-body bytes read and stored per attempt.
     #[arg(long, default_value_t = 16 * 1024)]
     max_response_bytes: usize,
@@ -90,45 +90,193 @@ pub struct RunArgs {
     /// Jitter fraction applied to each delay.
     #[arg(long, default_value_t = 0.2)]
     retry_jitter: f64,
-    /// Database connections at most.
+    /// The worker's database connections at most.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
 }
 
+impl WorkerArgs {
+    /// The dispatcher these settings describe.
+    fn dispatcher(&self, pool: PgPool, policy: &AddressPolicy) -> Result<Dispatcher> {
+        let mut retry = if self.retry_schedule.is_empty() {
+            RetryPolicy::default()
+        } else {
+            RetryPolicy::schedule(self.retry_schedule.clone())
+        };
+        retry = retry.with_jitter(self.retry_jitter);
+        let mut builder = Dispatcher::builder(pool)
+            .concurrency(self.concurrency)
+            .batch_size(self.batch_size)
+            .request_timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .poll_interval(self.poll_interval)
+            .endpoint_cache_ttl(self.endpoint_cache_ttl)
+            .listen(!self.no_listen)
+            .https_only(policy.https_only)
+            .max_response_bytes(self.max_response_bytes)
+            .retry_policy(retry);
+        if let Some(lease) = self.lease {
+            builder = builder.lease(lease);
+        }
+        for net in &policy.allow {
+            builder = builder.allow_network(*net);
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// `outhook run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` on this address.
+    #[arg(long, env = "OUTHOOK_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+}
+
 /// `outhook run`: the worker, until SIGINT or SIGTERM.
-pub async fn run(db: DbArgs, args: RunArgs) -> Result<ExitCode> {
-    let pool = db.pool(args.pool_size).await?;
-    let mut retry = if args.retry_schedule.is_empty() {
-        RetryPolicy::default()
-    } else {
-        RetryPolicy::schedule(args.retry_schedule.clone())
-    };
-    retry = retry.with_jitter(args.retry_jitter);
-    let mut builder = Dispatcher::builder(pool)
-        .concurrency(args.concurrency)
-        .batch_size(args.batch_size)
-        .request_timeout(args.request_timeout)
-        .connect_timeout(args.connect_timeout)
-        .poll_interval(args.poll_interval)
-        .endpoint_cache_ttl(args.endpoint_cache_ttl)
-        .listen(!args.no_listen)
-        .https_only(args.https_only)
-        .max_response_bytes(args.max_response_bytes)
-        .retry_policy(retry);
-    if let Some(lease) = args.lease {
-        builder = builder.lease(lease);
+pub async fn run(db: DbArgs, policy: AddressPolicy, args: RunArgs) -> Result<ExitCode> {
+    let pool = db.pool(args.worker.pool_size).await?;
+    let dispatcher = args.worker.dispatcher(pool.clone(), &policy)?;
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = args.metrics_addr {
+        let handle = outhook_server::metrics::install()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        let render = handle.clone();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let body = render.render();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            body,
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        let until = stop.clone();
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(until.cancelled_owned())
+                .await;
+        });
+        tasks.spawn(outhook_server::metrics::maintain(
+            pool.clone(),
+            handle,
+            Duration::from_secs(5),
+            stop.clone().cancelled_owned(),
+        ));
+        tracing::info!(%addr, "metrics at /metrics");
     }
-    for net in args.allow {
-        builder = builder.allow_network(net);
-    }
-    let dispatcher = builder.build()?;
     tracing::info!(
-        concurrency = args.concurrency,
-        batch = args.batch_size,
+        concurrency = args.worker.concurrency,
+        batch = args.worker.batch_size,
         "outhook worker started"
     );
     let summary = dispatcher.run(shutdown_signal()).await?;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
     tracing::info!(?summary, "outhook worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outhook serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the API listens.
+    #[arg(long, env = "OUTHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Serve the API only; run workers apart with `outhook run`.
+    #[arg(long)]
+    no_worker: bool,
+    /// Request bodies larger than this are refused (413).
+    #[arg(long, env = "OUTHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// How long a checked token is trusted before it is checked again (a
+    /// revocation takes effect within this time).
+    #[arg(long, env = "OUTHOOK_TOKEN_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    token_cache_ttl: Duration,
+    /// The API's database connections at most (the worker has its own).
+    #[arg(long, env = "OUTHOOK_API_POOL_SIZE", default_value_t = 16)]
+    api_pool_size: u32,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+/// `outhook serve`: the HTTP API and, unless `--no-worker`, the worker, in
+/// one process, until SIGINT or SIGTERM.
+pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result<ExitCode> {
+    let api_pool = db.pool(args.api_pool_size).await?;
+    let handle = outhook_server::metrics::install()?;
+    let state = AppState::new(
+        api_pool.clone(),
+        ServerConfig {
+            addresses: policy.clone(),
+            max_body_bytes: args.max_body_bytes,
+            token_cache_ttl: args.token_cache_ttl,
+        },
+        Some(handle.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(outhook_server::metrics::maintain(
+        api_pool.clone(),
+        handle,
+        Duration::from_secs(5),
+        stop.clone().cancelled_owned(),
+    ));
+    let prune_pool = api_pool.clone();
+    let prune_stop = stop.clone();
+    tasks.spawn(async move {
+        // Idempotency keys are kept a day.
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = prune_stop.cancelled() => return,
+            }
+            if let Err(e) =
+                outhook_dispatcher::db::idempotency::idempotency_prune(&prune_pool, Duration::from_secs(86_400)).await
+            {
+                tracing::debug!(error = %e, "idempotency keys not pruned");
+            }
+        }
+    });
+    if !args.no_worker {
+        let worker_pool = db.pool(args.worker.pool_size).await?;
+        let dispatcher = args.worker.dispatcher(worker_pool, &policy)?;
+        let until = stop.clone();
+        tasks.spawn(async move {
+            match dispatcher.run(until.cancelled_owned()).await {
+                Ok(summary) => tracing::info!(?summary, "worker stopped"),
+                Err(e) => tracing::error!(error = %e, "worker failed"),
+            }
+        });
+    }
+    tracing::info!(listen = %args.listen, worker = !args.no_worker, "outhook serve started");
+    let app = outhook_server::router(state);
+    let until = stop.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        until.cancel();
+    });
+    server.await.context("serving the API")?;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("outhook serve stopped");
     Ok(ExitCode::SUCCESS)
 }
 

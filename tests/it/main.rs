@@ -1,6 +1,8 @@
 //! Outhook's integration tests: one binary, a module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
+mod api_fuzz;
 mod cli_admin;
 mod cli_signing;
 mod signing_interop;

@@ -54,9 +54,13 @@ impl Claimer {
             let rows = match delivery_claim(&self.pool, want as i64, self.lease).await {
                 Ok(rows) => {
                     delays = reconnect_backoff(Duration::from_millis(50));
+                    if !rows.is_empty() {
+                        metrics::histogram!("outhook_claim_batch_size").record(rows.len() as f64);
+                    }
                     rows
                 }
                 Err(e) => {
+                    metrics::counter!("outhook_database_errors_total", "operation" => "claim").increment(1);
                     drop(first);
                     let pause = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %e, retry_in = ?pause, "claim failed");
@@ -75,6 +79,7 @@ impl Claimer {
                 let targets = match self.endpoints.get_many(&self.pool, &ids).await {
                     Ok(t) => t,
                     Err(e) => {
+                        metrics::counter!("outhook_database_errors_total", "operation" => "endpoints").increment(1);
                         // Give the rows back rather than sit on them until the lease ends.
                         let held: Vec<(i64, i64)> = rows.iter().map(|r| (r.id, r.lease)).collect();
                         let _ = delivery_release_many(&self.pool, &held).await;
@@ -109,6 +114,7 @@ impl Claimer {
                         h.insert(row.id, row.lease);
                     }
                     let span = tracing::info_span!("delivery", delivery_id = row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
+                    metrics::gauge!("outhook_attempts_in_flight").increment(1.0);
                     running.spawn(
                         async move {
                             let id = row.id;
@@ -121,6 +127,7 @@ impl Claimer {
                                 h.remove(&id);
                             }
                             drop(permit);
+                            metrics::gauge!("outhook_attempts_in_flight").decrement(1.0);
                         }
                         .instrument(span),
                     );

@@ -33,6 +33,7 @@ pub(crate) async fn run(
             return;
         }
         let columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
+        metrics::histogram!("outhook_completion_batch_size").record(columns.len() as f64);
         let mut delays = reconnect_backoff(Duration::from_millis(50));
         loop {
             match delivery_complete_many(&pool, &columns).await {
@@ -44,6 +45,7 @@ pub(crate) async fn run(
                     break;
                 }
                 Err(e) => {
+                    metrics::counter!("outhook_database_errors_total", "operation" => "complete").increment(1);
                     tracing::warn!(error = %e, batch = columns.len(), "writing results failed; retrying");
                     if give_up.is_cancelled() {
                         tracing::error!(

@@ -3,8 +3,10 @@
 //! Queries are checked at run time (`query_as` into typed rows), so building
 //! never needs a live database; the integration tests run every one of them.
 
+pub mod api_token;
 pub mod attempt;
 pub mod delivery;
 pub mod endpoint;
+pub mod idempotency;
 pub mod outbox;
 pub mod signing_key;

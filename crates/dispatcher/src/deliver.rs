@@ -356,6 +356,8 @@ fn finish(
     url: String,
     o: Observed,
 ) -> Completion {
+    metrics::counter!("outhook_attempts_total", "outcome" => o.outcome.as_str()).increment(1);
+    metrics::histogram!("outhook_attempt_duration_seconds").record(f64::from(duration_ms) / 1000.0);
     let gone = o.status == Some(410);
     let (status, next_attempt_at, mut error) = if o.outcome == Outcome::Delivered {
         (DeliveryStatus::Delivered, None, None)

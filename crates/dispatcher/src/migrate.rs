@@ -21,3 +21,18 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     migrator.run(pool).await?;
     Ok(())
 }
+
+/// Whether every migration this build knows has been applied: what
+/// readiness checks ask before a server takes traffic.
+pub async fn migrations_current(pool: &PgPool) -> Result<bool> {
+    let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM outhook._migrations WHERE success")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(v) => v,
+        // No bookkeeping table yet: nothing applied.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(MIGRATOR.migrations.iter().all(|m| applied.contains(&m.version)))
+}

@@ -144,3 +144,33 @@ pub async fn attempt_list(pool: &PgPool, delivery_id: i64) -> Result<Vec<Attempt
     .fetch_all(pool)
     .await?)
 }
+
+/// Attempts of one outcome in one hour.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct HourlyOutcome {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// The attempt outcome (`delivered`, `http_status`, `timeout`, ...).
+    pub outcome: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Attempts to `endpoint` since `since`, counted by hour and outcome,
+/// oldest hour first.
+pub async fn attempt_count_hourly(
+    pool: &PgPool,
+    endpoint: uuid::Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<HourlyOutcome>> {
+    Ok(sqlx::query_as(
+        "SELECT date_trunc('hour', a.started_at) AS hour, a.outcome, count(*) AS count
+         FROM outhook.attempt a JOIN outhook.delivery d ON d.id = a.delivery_id
+         WHERE d.endpoint_id = $1 AND a.started_at >= $2
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(endpoint)
+    .bind(since)
+    .fetch_all(pool)
+    .await?)
+}

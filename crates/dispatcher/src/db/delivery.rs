@@ -258,24 +258,82 @@ const REQUEUE: &str = "UPDATE outhook.delivery
 /// back, delivered ones are sent again, pending ones skip their wait.
 /// Any worker still holding one loses its lease. Returns how many changed.
 pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
-    Ok(
-        sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEUE} WHERE id = ANY($1)")))
-            .bind(ids)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEUE} WHERE id = ANY($1)")))
+        .bind(ids)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        wake_workers(pool).await?;
+    }
+    Ok(n)
 }
 
 /// Re-queues every dead letter, optionally of one endpoint.
 pub async fn delivery_requeue_dead(pool: &PgPool, endpoint: Option<Uuid>) -> Result<u64> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{REQUEUE} WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)"
     )))
     .bind(endpoint)
     .execute(pool)
     .await?
-    .rows_affected())
+    .rows_affected();
+    if n > 0 {
+        wake_workers(pool).await?;
+    }
+    Ok(n)
+}
+
+/// Re-queues the dead letters of `endpoint` that were enqueued at or after
+/// `since` (Svix's "recover"). Returns how many.
+pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: DateTime<Utc>) -> Result<u64> {
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{REQUEUE} WHERE status = 2 AND endpoint_id = $1
+           AND message_id IN (SELECT id FROM outhook.outbox WHERE created_at >= $2)"
+    )))
+    .bind(endpoint)
+    .bind(since)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if n > 0 {
+        wake_workers(pool).await?;
+    }
+    Ok(n)
+}
+
+/// Sends message `message_id` to `endpoint` again: its delivery there is
+/// re-queued with a fresh cycle, or made if it had none. Returns the
+/// delivery's id.
+pub async fn delivery_replay(pool: &PgPool, message_id: i64, endpoint: Uuid) -> Result<i64> {
+    let existing: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "{REQUEUE} WHERE message_id = $1 AND endpoint_id = $2 RETURNING id"
+    )))
+    .bind(message_id)
+    .bind(endpoint)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(id) = existing {
+        wake_workers(pool).await?;
+        return Ok(id);
+    }
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO outhook.delivery (message_id, endpoint_id) VALUES ($1, $2) RETURNING id")
+            .bind(message_id)
+            .bind(endpoint)
+            .fetch_one(pool)
+            .await?;
+    wake_workers(pool).await?;
+    Ok(id)
+}
+
+/// Tells idle workers that deliveries are due now (they poll as well).
+async fn wake_workers(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::wakeup::CHANNEL)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// A delivery as administrators see it.
@@ -350,6 +408,14 @@ pub struct DeliveryFilter {
     pub event_type: Option<String>,
     /// Only deliveries of this outbox row.
     pub message_id: Option<i64>,
+    /// Only deliveries to this owner's endpoints.
+    pub owner: Option<String>,
+    /// Only events enqueued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events enqueued before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only deliveries older than this id (the last of the previous page).
+    pub before_id: Option<i64>,
     /// At most this many, newest first (default 100).
     pub limit: Option<i64>,
 }
@@ -365,12 +431,19 @@ pub async fn delivery_list(pool: &PgPool, filter: &DeliveryFilter) -> Result<Vec
         "{SELECT}
          WHERE ($1::smallint IS NULL OR d.status = $1) AND ($2::uuid IS NULL OR d.endpoint_id = $2)
            AND ($3::text IS NULL OR o.event_type = $3) AND ($4::bigint IS NULL OR d.message_id = $4)
-         ORDER BY d.id DESC LIMIT $5"
+           AND ($5::text IS NULL OR d.endpoint_id IN (SELECT e.id FROM outhook.endpoint e WHERE e.owner = $5))
+           AND ($6::timestamptz IS NULL OR o.created_at >= $6) AND ($7::timestamptz IS NULL OR o.created_at < $7)
+           AND ($8::bigint IS NULL OR d.id < $8)
+         ORDER BY d.id DESC LIMIT $9"
     )))
     .bind(filter.status.map(DeliveryStatus::code))
     .bind(filter.endpoint_id)
     .bind(&filter.event_type)
     .bind(filter.message_id)
+    .bind(&filter.owner)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.before_id)
     .bind(filter.limit.unwrap_or(100))
     .fetch_all(pool)
     .await?;
@@ -632,4 +705,30 @@ mod tests {
         assert_eq!(again.len(), 3);
         assert!(again.iter().all(|r| r.attempts == 1));
     }
+}
+
+/// The queue's depth, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+pub struct QueueDepth {
+    /// Pending deliveries due now.
+    pub due: i64,
+    /// Pending deliveries waiting for a later attempt (or leased by a worker).
+    pub scheduled: i64,
+    /// Dead letters.
+    pub dead: i64,
+    /// How long the oldest due delivery has been due, in seconds.
+    pub oldest_due_seconds: f64,
+}
+
+/// Counts the queue, from the partial indexes (pending and dead rows only).
+pub async fn delivery_queue_depth(pool: &PgPool) -> Result<QueueDepth> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+                count(*) FILTER (WHERE next_attempt_at > now()) AS scheduled,
+                (SELECT count(*) FROM outhook.delivery WHERE status = 2) AS dead,
+                coalesce(greatest(extract(epoch FROM now() - min(next_attempt_at)), 0), 0)::float8 AS oldest_due_seconds
+         FROM outhook.delivery WHERE status = 0",
+    )
+    .fetch_one(pool)
+    .await?)
 }

@@ -130,6 +130,91 @@ pub async fn endpoint_list(pool: &PgPool, owner: Option<&str>) -> Result<Vec<End
     .await?)
 }
 
+/// Which endpoints to list: a page after a cursor, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFilter {
+    /// Only this owner's.
+    pub owner: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) ones.
+    pub enabled: Option<bool>,
+    /// Only those after this (`created_at`, `id`), the last of the previous page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of endpoints matching `filter`, oldest first.
+pub async fn endpoint_list_page(pool: &PgPool, filter: &EndpointFilter) -> Result<Vec<Endpoint>> {
+    let (after_at, after_id) = filter.after.unzip();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outhook.endpoint
+         WHERE ($1::text IS NULL OR owner = $1) AND ($2::bool IS NULL OR enabled = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
+         ORDER BY created_at, id LIMIT $5"
+    )))
+    .bind(&filter.owner)
+    .bind(filter.enabled)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Deletes an endpoint and its secrets. Its pending deliveries become dead
+/// letters with the reason, in the same transaction, so nothing waits for
+/// an endpoint that is gone.
+pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
+    let mut tx = pool.begin().await?;
+    let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM outhook.endpoint WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(crate::Error::NotFound("endpoint"))?;
+    sqlx::query(
+        "UPDATE outhook.delivery SET status = 2, finished_at = now(), last_error = 'endpoint deleted', lease = lease + 1
+         WHERE endpoint_id = $1 AND status = 0",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
+/// A shared secret as its owner reads it, to verify requests.
+#[derive(Debug, Clone)]
+pub struct EndpointSecret {
+    /// The secret.
+    pub secret: Secret,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When it stops signing (set by a rotation), if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An endpoint's unexpired secrets, newest first.
+pub async fn endpoint_secret_list(pool: &PgPool, id: Uuid) -> Result<Vec<EndpointSecret>> {
+    let rows: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT secret, created_at, expires_at FROM outhook.endpoint_secret
+         WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY created_at DESC, id DESC",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(secret, created_at, expires_at)| EndpointSecret {
+            secret: Secret::new(secret),
+            created_at,
+            expires_at,
+        })
+        .collect())
+}
+
 /// One endpoint.
 pub async fn endpoint_get(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -152,13 +237,16 @@ pub struct EndpointUpdate {
     pub headers: Option<Vec<(String, String)>>,
     /// A new description.
     pub description: Option<String>,
+    /// New custom HMAC settings (scheme `hmac`).
+    pub scheme_settings: Option<serde_json::Value>,
 }
 
 /// Applies `update` to endpoint `id`.
 pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -> Result<Endpoint> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE outhook.endpoint SET url = coalesce($2, url), event_types = coalesce($3, event_types),
-                headers = coalesce($4, headers), description = coalesce($5, description), updated_at = now()
+                headers = coalesce($4, headers), description = coalesce($5, description),
+                scheme_settings = coalesce($6, scheme_settings), updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
@@ -166,6 +254,7 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(&update.event_types)
     .bind(update.headers.as_deref().map(headers_json))
     .bind(&update.description)
+    .bind(&update.scheme_settings)
     .fetch_optional(pool)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))

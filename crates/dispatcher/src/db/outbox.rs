@@ -73,3 +73,89 @@ pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Eve
     .await?;
     Ok(done.rows_affected())
 }
+
+/// A message: an outbox row as administrators see it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Message {
+    /// Its id.
+    pub id: i64,
+    /// The id sent to receivers, as `msg_<uid without dashes>`.
+    pub uid: Uuid,
+    /// The idempotency key it was enqueued with.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The payload, byte for byte as enqueued.
+    pub payload: String,
+    /// The owner it fanned out to.
+    pub owner: Option<String>,
+    /// Or the one endpoint it was addressed to.
+    pub endpoint_id: Option<Uuid>,
+    /// When it was enqueued.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+const MESSAGE_COLUMNS: &str = "id, uid, event_id, event_type, payload::text AS payload, owner, endpoint_id, created_at";
+
+/// One message.
+pub async fn outbox_get<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<Message> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outhook.outbox WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?
+    .ok_or(crate::Error::NotFound("message"))
+}
+
+/// The message enqueued with idempotency key `event_id`.
+pub async fn outbox_get_by_event_id<'e>(executor: impl PgExecutor<'e>, event_id: &str) -> Result<Message> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outhook.outbox WHERE event_id = $1"
+    )))
+    .bind(event_id)
+    .fetch_optional(executor)
+    .await?
+    .ok_or(crate::Error::NotFound("message"))
+}
+
+/// Which messages to list: a page before a cursor, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only messages that fanned out to this owner, or were addressed to
+    /// one of its endpoints.
+    pub owner: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only ids below this (the last of the previous page).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of messages, newest first.
+pub async fn outbox_list(pool: &sqlx::PgPool, filter: &MessageFilter) -> Result<Vec<Message>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outhook.outbox
+         WHERE ($1::text IS NULL OR owner = $1
+                OR endpoint_id IN (SELECT e.id FROM outhook.endpoint e WHERE e.owner = $1))
+           AND ($2::text IS NULL OR event_type = $2) AND ($3::bigint IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(&filter.owner)
+    .bind(&filter.event_type)
+    .bind(filter.before_id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How many deliveries message `id` fanned out to.
+pub async fn outbox_delivery_count<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE message_id = $1")
+            .bind(id)
+            .fetch_one(executor)
+            .await?,
+    )
+}

@@ -1,0 +1,140 @@
+//! The administration layer: validation, authorisation by scope, and the
+//! calls into `outhook_dispatcher::db`. The CLI, the HTTP API and the
+//! portal all call these functions, so every rule lives here once.
+//!
+//! A caller acts within a [`Scope`]: an admin sees everything; an owner's
+//! scope sees only that owner's endpoints, messages and deliveries, and
+//! another owner's resources are [`Error::NotFound`], never "forbidden", so
+//! ids do not leak.
+
+pub mod delivery;
+pub mod endpoint;
+pub mod key;
+pub mod message;
+pub mod token;
+
+use outhook_dispatcher::http::UrlError;
+
+/// Who is acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: the provider's own staff and backend.
+    Admin,
+    /// One owner's resources only: a provider's customer.
+    Owner(String),
+}
+
+impl Scope {
+    /// The owner this scope is limited to, if any.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Self::Admin => None,
+            Self::Owner(o) => Some(o),
+        }
+    }
+
+    /// Whether this scope sees resources of `owner`.
+    pub fn sees(&self, owner: &str) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Owner(o) => o == owner,
+        }
+    }
+
+    /// A stable text form, for keying per-scope state (idempotency keys).
+    pub fn key(&self) -> String {
+        match self {
+            Self::Admin => "admin".to_owned(),
+            Self::Owner(o) => format!("owner:{o}"),
+        }
+    }
+}
+
+/// Why an administrative call was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such resource in the caller's scope.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The endpoint URL is malformed, not http(s), or a refused IP literal.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The endpoint's host resolves only to refused addresses.
+    #[error("{0}")]
+    AddressRefused(String),
+    /// No signer has this scheme name.
+    #[error("unknown scheme `{0}`; use one of {known} or `hmac` with settings", known = outhook_signer::Scheme::NAMES.join(", "))]
+    UnknownScheme(String),
+    /// Scheme settings, a secret or a key that cannot be used.
+    #[error("{0}")]
+    Settings(String),
+    /// A message payload that is not a JSON object or array.
+    #[error("{0}")]
+    Payload(String),
+    /// A parameter out of range or malformed.
+    #[error("{name}: {reason}")]
+    Parameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database error")]
+    Database(#[source] outhook_dispatcher::Error),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A [`Error::Parameter`].
+    pub fn parameter(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::Parameter {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<outhook_dispatcher::Error> for Error {
+    fn from(e: outhook_dispatcher::Error) -> Self {
+        match e {
+            outhook_dispatcher::Error::NotFound(what) => Self::NotFound(what),
+            outhook_dispatcher::Error::Key(k) => Self::Settings(k.to_string()),
+            outhook_dispatcher::Error::Endpoint(s) => Self::Settings(s),
+            outhook_dispatcher::Error::Config(s) => Self::Internal(s),
+            outhook_dispatcher::Error::Database(sqlx::Error::Database(db)) if is_input_error(db.code().as_deref()) => {
+                // PostgreSQL refused the data itself (a NUL in text, a value
+                // out of range): the caller's input, not an outage.
+                Self::parameter("input", db.message().to_owned())
+            }
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity constraint
+/// violation) are caused by the values sent, not by the database's health.
+fn is_input_error(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        outhook_dispatcher::Error::from(e).into()
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Page sizes: 1 to 250, 50 unless asked.
+pub fn page_limit(limit: Option<i64>) -> Result<i64> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=250) => Ok(n),
+        Some(n) => Err(Error::parameter("limit", format!("{n} is out of range 1..=250"))),
+    }
+}

@@ -1,0 +1,124 @@
+//! `/v1/messages`.
+
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::model::{MessageCreatedOut, MessageDetailOut, MessageIn, MessagePage, ReplayIn, ReplayOut};
+use super::{ApiJson, ApiPath, ApiQuery};
+use crate::admin::message::{self as admin, ListQuery, MessageInput};
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Query of `GET /v1/messages`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    pub limit: Option<i64>,
+}
+
+/// Send a message: enqueued in one transaction with its fan-out, as an
+/// `INSERT` into the outbox would. 201 when new; 200 with `duplicate` when
+/// its `event_id` was sent before.
+#[utoipa::path(operation_id = "message_create", post, path = "/v1/messages", tag = "messages", request_body = MessageIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    responses((status = 201, body = MessageCreatedOut), (status = 200, body = MessageCreatedOut, description = "the event_id was sent before"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    ApiJson(input): ApiJson<MessageIn>,
+) -> Result<(StatusCode, Json<MessageCreatedOut>), Problem> {
+    let done = admin::create(
+        state.pool(),
+        &scope,
+        MessageInput {
+            event_type: &input.event_type,
+            payload: input.payload.get(),
+            owner: input.owner.as_deref(),
+            endpoint_id: input.endpoint_id,
+            event_id: input.event_id.as_deref(),
+        },
+    )
+    .await?;
+    let status = if done.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(MessageCreatedOut {
+            message: done.message.into(),
+            deliveries: done.deliveries,
+            duplicate: done.duplicate,
+        }),
+    ))
+}
+
+/// List messages, newest first.
+#[utoipa::path(operation_id = "message_list", get, path = "/v1/messages", tag = "messages", params(ListParams),
+    responses((status = 200, body = MessagePage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<MessagePage>, Problem> {
+    let page = admin::list(
+        state.pool(),
+        &scope,
+        ListQuery {
+            event_type: q.event_type,
+            cursor: q.cursor,
+            limit: q.limit,
+        },
+    )
+    .await?;
+    Ok(Json(MessagePage {
+        data: page.data.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Read a message with its deliveries.
+#[utoipa::path(operation_id = "message_get", get, path = "/v1/messages/{id}", tag = "messages", params(("id" = i64, Path)),
+    responses((status = 200, body = MessageDetailOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn read(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<MessageDetailOut>, Problem> {
+    let (message, deliveries) = admin::get(state.pool(), &scope, id).await?;
+    Ok(Json(MessageDetailOut {
+        message: message.into(),
+        deliveries: deliveries.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Send a message to an endpoint again, with a fresh retry cycle.
+#[utoipa::path(operation_id = "message_replay", post, path = "/v1/messages/{id}/replay", tag = "messages", params(("id" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    request_body = ReplayIn,
+    responses((status = 202, body = ReplayOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<ReplayIn>,
+) -> Result<(StatusCode, Json<ReplayOut>), Problem> {
+    let delivery_id = admin::replay(state.pool(), &scope, id, input.endpoint_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReplayOut { delivery_id })))
+}

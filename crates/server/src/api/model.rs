@@ -1,0 +1,453 @@
+//! The JSON the API takes and returns. Field names follow the SQL columns.
+//! The portal renders from these same types.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use outhook_dispatcher::db::attempt::{Attempt, HourlyOutcome};
+use outhook_dispatcher::db::delivery::Delivery;
+use outhook_dispatcher::db::endpoint::Endpoint;
+use outhook_dispatcher::db::outbox::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A new endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointIn {
+    /// The provider's customer it belongs to; required with an admin token,
+    /// implied by an owner's token.
+    pub owner: Option<String>,
+    /// Where to POST (http or https; private addresses are refused unless allowlisted).
+    pub url: String,
+    /// A signing scheme: `standard-webhooks`, `standard-webhooks-v1a`, `trr`, `real-id`,
+    /// `rheo`, `cometh`, `github`, `stripe`, or `hmac` with `scheme_settings`.
+    pub scheme: String,
+    /// Custom HMAC settings, for scheme `hmac`.
+    #[schema(value_type = Option<Object>)]
+    pub scheme_settings: Option<serde_json::Value>,
+    /// Subscribed event types; empty or absent for every type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Static headers added to every request (values are never shown again).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Use this secret instead of generating one.
+    pub secret: Option<String>,
+    /// For RSA schemes: the signing key's id or name (default: `default`).
+    pub signing_key: Option<String>,
+}
+
+/// Changes to an endpoint; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatchIn {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New subscribed event types (empty for every type).
+    pub event_types: Option<Vec<String>>,
+    /// New static headers, replacing the old ones.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// New custom HMAC settings (scheme `hmac`).
+    #[schema(value_type = Option<Object>)]
+    pub scheme_settings: Option<serde_json::Value>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Enable or disable deliveries.
+    pub enabled: Option<bool>,
+    /// Why, when disabling.
+    pub disabled_reason: Option<String>,
+}
+
+/// An endpoint. Secrets are never part of it; static header values are `***`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointOut {
+    /// Its id.
+    pub id: Uuid,
+    /// The owner it belongs to.
+    pub owner: String,
+    /// Where requests go.
+    pub url: String,
+    /// The signing scheme.
+    pub scheme: String,
+    /// Custom HMAC settings, for scheme `hmac`.
+    #[schema(value_type = Option<Object>)]
+    pub scheme_settings: Option<serde_json::Value>,
+    /// Subscribed event types; empty for every type.
+    pub event_types: Vec<String>,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Static header names, each with the value `***`.
+    pub headers: BTreeMap<String, String>,
+    /// Free text.
+    pub description: String,
+    /// The RSA key that signs for it (`cometh`).
+    pub signing_key_id: Option<Uuid>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When its settings or secrets last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(e: Endpoint) -> Self {
+        let headers = e
+            .headers
+            .as_object()
+            .map(|m| m.keys().map(|k| (k.clone(), "***".to_owned())).collect())
+            .unwrap_or_default();
+        Self {
+            id: e.id,
+            owner: e.owner,
+            url: e.url,
+            scheme: e.scheme,
+            scheme_settings: e.scheme_settings,
+            event_types: e.event_types,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            headers,
+            description: e.description,
+            signing_key_id: e.signing_key_id,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// A created endpoint, with its secret shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointCreatedOut {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
+    /// Its first secret (shared-secret schemes; a `whsk_` key for `standard-webhooks-v1a`).
+    pub secret: Option<String>,
+}
+
+/// A page of endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointPage {
+    /// This page, oldest first.
+    pub data: Vec<EndpointOut>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One secret an endpoint's owner verifies with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretOut {
+    /// The secret (for `standard-webhooks-v1a`, the public `whpk_` key).
+    pub secret: String,
+    /// When it stops signing, after a rotation.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What an endpoint's owner verifies requests with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretsOut {
+    /// Unexpired secrets, newest first. Empty for RSA schemes.
+    pub secrets: Vec<SecretOut>,
+    /// For RSA schemes: the key that signs, published at `/v1/public-keys/{id}`.
+    pub signing_key_id: Option<Uuid>,
+}
+
+/// A secret rotation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// How long the current secrets keep signing (default 86400, at most 30 days).
+    pub grace_period_seconds: Option<u64>,
+    /// Use this secret instead of generating one.
+    pub secret: Option<String>,
+}
+
+/// The new secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotateOut {
+    /// The new secret.
+    pub secret: String,
+}
+
+/// A new message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageIn {
+    /// The event type, such as `check.completed`.
+    #[schema(min_length = 1, max_length = 256)]
+    pub event_type: String,
+    /// The JSON payload (object or array), kept byte for byte.
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+    /// Fan out to this owner's subscribed endpoints ...
+    pub owner: Option<String>,
+    /// ... or send to this one endpoint.
+    pub endpoint_id: Option<Uuid>,
+    /// An idempotency key: sending it again returns the first message.
+    pub event_id: Option<String>,
+}
+
+/// A message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageOut {
+    /// Its id.
+    pub id: i64,
+    /// The id receivers see (`webhook-id`), the same on every retry.
+    pub uid: String,
+    /// The idempotency key it was sent with.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The payload as enqueued.
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+    /// The owner it fanned out to.
+    pub owner: Option<String>,
+    /// Or the endpoint it was addressed to.
+    pub endpoint_id: Option<Uuid>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Message> for MessageOut {
+    fn from(m: Message) -> Self {
+        let payload = RawValue::from_string(m.payload)
+            .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
+        Self {
+            id: m.id,
+            uid: format!("msg_{}", m.uid.simple()),
+            event_id: m.event_id,
+            event_type: m.event_type,
+            payload,
+            owner: m.owner,
+            endpoint_id: m.endpoint_id,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// An enqueued message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageCreatedOut {
+    /// The message (the first one, for a repeated `event_id`).
+    #[serde(flatten)]
+    pub message: MessageOut,
+    /// How many deliveries it fanned out to.
+    pub deliveries: i64,
+    /// Whether its `event_id` was sent before, so nothing new was enqueued.
+    pub duplicate: bool,
+}
+
+/// A message with its deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageDetailOut {
+    /// The message.
+    #[serde(flatten)]
+    pub message: MessageOut,
+    /// Its deliveries, one per endpoint.
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    /// This page, newest first.
+    pub data: Vec<MessageOut>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Send a message to an endpoint again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+}
+
+/// A delivery of one message to one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    /// Its id.
+    pub id: i64,
+    /// The message it delivers.
+    pub message_id: i64,
+    /// The id receivers see (`webhook-id`).
+    pub message_uid: String,
+    /// The event type.
+    pub event_type: String,
+    /// The endpoint it goes to.
+    pub endpoint_id: Uuid,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// When the message was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it was delivered or given up.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Delivery> for DeliveryOut {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            message_id: d.message_id,
+            message_uid: format!("msg_{}", d.message_uid.simple()),
+            event_type: d.event_type,
+            endpoint_id: d.endpoint_id,
+            status: d.status.as_str().to_owned(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_error: d.last_error,
+            enqueued_at: d.enqueued_at,
+            finished_at: d.finished_at,
+        }
+    }
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    /// Its id.
+    pub id: i64,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_ms: i32,
+    /// The URL it went to (credentials redacted).
+    pub url: String,
+    /// The request headers as sent (static header values redacted).
+    #[schema(value_type = Object)]
+    pub request_headers: serde_json::Value,
+    /// SHA-256 of the exact body sent, in hex.
+    pub body_sha256: Option<String>,
+    /// The response status.
+    pub status_code: Option<i16>,
+    /// The response headers.
+    #[schema(value_type = Option<Object>)]
+    pub response_headers: Option<serde_json::Value>,
+    /// The start of the response body.
+    pub response_body: Option<String>,
+    /// Whether the response body was longer than what was kept.
+    pub response_truncated: bool,
+    /// `delivered`, `http_status`, `redirect`, `timeout`, `connect`, `dns`, `tls`,
+    /// `address_refused`, `body_too_large`, `signing_failed`, `unknown_endpoint`,
+    /// `endpoint_disabled` or `invalid_url`.
+    pub outcome: String,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// When the next attempt was scheduled, if any.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl From<Attempt> for AttemptOut {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: a.id,
+            attempt: a.attempt,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            url: a.url,
+            request_headers: a.request_headers,
+            body_sha256: a.body_sha256.map(hex::encode),
+            status_code: a.status_code,
+            response_headers: a.response_headers,
+            response_body: a.response_body,
+            response_truncated: a.response_truncated,
+            outcome: a.outcome,
+            error: a.error,
+            next_attempt_at: a.next_attempt_at,
+        }
+    }
+}
+
+/// A delivery with every attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetailOut {
+    /// The delivery.
+    #[serde(flatten)]
+    pub delivery: DeliveryOut,
+    /// Every attempt, oldest first (`attempts` is their count).
+    pub attempt_log: Vec<AttemptOut>,
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    /// This page, newest first.
+    pub data: Vec<DeliveryOut>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Re-queue an endpoint's dead letters.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverIn {
+    /// Dead letters of messages enqueued at or after this time.
+    pub since: DateTime<Utc>,
+}
+
+/// How many deliveries were re-queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequeuedOut {
+    /// The count.
+    pub requeued: u64,
+}
+
+/// A replayed delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayOut {
+    /// The delivery that will be attempted again.
+    pub delivery_id: i64,
+}
+
+/// Attempts of one outcome in one hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsBucket {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// The outcome.
+    pub outcome: String,
+    /// How many attempts.
+    pub count: i64,
+}
+
+impl From<HourlyOutcome> for StatsBucket {
+    fn from(h: HourlyOutcome) -> Self {
+        Self {
+            hour: h.hour,
+            outcome: h.outcome,
+            count: h.count,
+        }
+    }
+}
+
+/// An endpoint's attempts by hour and outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsOut {
+    /// The period covered, in hours (24 or 168).
+    pub period_hours: i64,
+    /// One bucket per hour and outcome that had attempts, oldest first.
+    pub buckets: Vec<StatsBucket>,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthOut {
+    /// `ok`.
+    pub status: String,
+}

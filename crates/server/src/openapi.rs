@@ -1,0 +1,71 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types above,
+//! served at `/openapi.json` and committed as `openapi.json`.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{deliveries, endpoints, health, keys, messages, model};
+use crate::problem::Problem;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from `outhook token new`: `--admin` sees everything, `--owner X` only X's resources",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Outhook", description = "Webhook endpoints, messages and deliveries. Errors are RFC 9457 problem details whose `type` is one of `urn:outhook:problem:*`."),
+    paths(
+        endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::delete,
+        endpoints::secret, endpoints::rotate, deliveries::recover, deliveries::stats,
+        messages::create, messages::list, messages::read, messages::replay,
+        deliveries::list, deliveries::read, deliveries::retry,
+        keys::jwks, keys::list, keys::pem,
+        health::live, health::ready, health::metrics,
+    ),
+    components(schemas(
+        Problem, model::EndpointIn, model::EndpointPatchIn, model::EndpointOut, model::EndpointCreatedOut,
+        model::EndpointPage, model::SecretOut, model::SecretsOut, model::RotateIn, model::RotateOut,
+        model::MessageIn, model::MessageOut, model::MessageCreatedOut, model::MessageDetailOut, model::MessagePage,
+        model::ReplayIn, model::ReplayOut, model::DeliveryOut, model::AttemptOut, model::DeliveryDetailOut,
+        model::DeliveryPage, model::RecoverIn, model::RequeuedOut, model::StatsBucket, model::StatsOut,
+        model::HealthOut,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "endpoints", description = "Where webhooks go"),
+        (name = "messages", description = "Events to send"),
+        (name = "deliveries", description = "One message to one endpoint, with its attempts"),
+        (name = "public keys", description = "The provider's RSA keys, without a token"),
+        (name = "health", description = "Liveness, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// The document as pretty JSON, as committed in `openapi.json`.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}

@@ -1,0 +1,121 @@
+//! What every handler shares: the pool, the settings, the token cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outhook_dispatcher::http::AddressPolicy;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::admin::Scope;
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Which endpoint URLs may be registered: the worker's own policy.
+    pub addresses: AddressPolicy,
+    /// Request bodies larger than this are refused (413).
+    pub max_body_bytes: usize,
+    /// How long a checked token is trusted before it is checked again; a
+    /// revocation takes effect within this time.
+    pub token_cache_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addresses: AddressPolicy::default(),
+            max_body_bytes: 1024 * 1024,
+            token_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The state every route shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The database.
+    pool: PgPool,
+    /// The settings.
+    config: ServerConfig,
+    /// Checked tokens, keyed by the SHA-256 of the whole token text (the
+    /// text itself is never kept), with when they were checked.
+    tokens: Mutex<HashMap<[u8; 32], (Scope, Instant)>>,
+    /// Renders `/metrics`, when a Prometheus recorder is installed.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for [`crate::router`]. `metrics` renders `/metrics` (see
+    /// [`crate::metrics::install`]); without it the route answers 404.
+    pub fn new(
+        pool: PgPool,
+        config: ServerConfig,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                tokens: Mutex::new(HashMap::new()),
+                metrics,
+            }),
+        }
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The metrics renderer, if installed.
+    pub fn metrics(&self) -> Option<&metrics_exporter_prometheus::PrometheusHandle> {
+        self.inner.metrics.as_ref()
+    }
+
+    /// The scope of a bearer token: from the cache while fresh, else checked
+    /// against the database (unknown, revoked and expired tokens are `None`).
+    pub async fn authenticate(&self, token: &str) -> crate::admin::Result<Option<Scope>> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let ttl = self.inner.config.token_cache_ttl;
+        if let Ok(cache) = self.inner.tokens.lock()
+            && let Some((scope, at)) = cache.get(&key)
+            && at.elapsed() < ttl
+        {
+            return Ok(Some(scope.clone()));
+        }
+        let scope = crate::admin::token::authenticate(&self.inner.pool, token).await?;
+        if let Ok(mut cache) = self.inner.tokens.lock() {
+            match &scope {
+                Some(s) if !ttl.is_zero() => {
+                    if cache.len() > 10_000 {
+                        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                    }
+                    cache.insert(key, (s.clone(), Instant::now()));
+                }
+                _ => {
+                    cache.remove(&key);
+                }
+            }
+        }
+        Ok(scope)
+    }
+}
