@@ -193,9 +193,18 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(url: &str, extra: &[&str]) -> Result<Self> {
-        let child = Command::new(env!("CARGO_BIN_EXE_outhook"))
-            .args(["run", "--database-url", url, "--allow-network", "127.0.0.0/8"])
+    /// `outhook run`, or with `serve` the worker inside `outhook serve`
+    /// (API on a free loopback port).
+    fn start(url: &str, extra: &[&str], serve: bool) -> Result<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_outhook"));
+        if serve {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        } else {
+            command.arg("run");
+        }
+        let child = command
+            .args(["--database-url", url, "--allow-network", "127.0.0.0/8"])
             .args(extra)
             .env("OUTHOOK_LOG", "warn")
             .stdout(Stdio::null())
@@ -247,6 +256,8 @@ struct Scenario {
     phase_seconds: u64,
     backlog: usize,
     worker_args: &'static [&'static str],
+    /// Run the worker inside `outhook serve` instead of `outhook run`.
+    serve: bool,
 }
 
 const BASE: Scenario = Scenario {
@@ -262,6 +273,7 @@ const BASE: Scenario = Scenario {
     phase_seconds: 30,
     backlog: 0,
     worker_args: &[],
+    serve: false,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -269,6 +281,13 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "burst",
             events: 100_000,
+            ..BASE
+        },
+        // The same burst, delivered by the worker inside `outhook serve`.
+        Scenario {
+            name: "burst-serve",
+            events: 100_000,
+            serve: true,
             ..BASE
         },
         Scenario {
@@ -450,7 +469,7 @@ async fn run(
     }
     let started_ns = now_ns();
     let workers: Vec<Worker> = (0..s.workers)
-        .map(|_| Worker::start(&url, s.worker_args))
+        .map(|_| Worker::start(&url, s.worker_args, s.serve))
         .collect::<Result<_>>()?;
     if steady {
         // Paced producer: a transaction every 10 ms, at each phase's rate.
