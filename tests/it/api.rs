@@ -723,3 +723,32 @@ async fn the_served_openapi_document_is_the_committed_one() {
         assert!(readme.contains(&kind.type_uri()), "README lacks {}", kind.type_uri());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_worker_serves_metrics_when_asked() {
+    let (url, _pool) = outhook_testkit::postgres::database().await.unwrap();
+    cli(&url, &["migrate"]);
+    let port = free_port();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--poll-interval", "100ms"])
+        .env("DATABASE_URL", &url)
+        .env("OUTHOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Client::builder().build().unwrap();
+    let mut text = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+            text = r.text().await.unwrap();
+            if text.contains("outhook_deliveries_due") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(text.contains("# TYPE outhook_deliveries_due gauge"), "{text}");
+    assert!(text.contains("outhook_deliveries_dead 0"), "{text}");
+}
