@@ -84,6 +84,10 @@ pub enum EndpointCommand {
         /// The signing key (id or name) for RSA schemes; default: the key named `default`, created if missing.
         #[arg(long)]
         signing_key: Option<String>,
+        /// The header carrying the message id for schemes that send none of their own
+        /// (default `webhook-id`; "" for none).
+        #[arg(long)]
+        message_id_header: Option<String>,
     },
     /// List endpoints.
     List {
@@ -118,6 +122,9 @@ pub enum EndpointCommand {
         /// A new description.
         #[arg(long)]
         description: Option<String>,
+        /// A new message-id header name ("" for none).
+        #[arg(long)]
+        message_id_header: Option<String>,
     },
     /// Stop deliveries to an endpoint.
     Disable {
@@ -166,6 +173,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             description,
             secret,
             signing_key,
+            message_id_header,
         } => {
             let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
@@ -187,6 +195,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     description,
                     secret: secret.map(Secret::new),
                     signing_key,
+                    message_id_header,
                 },
             )
             .await?;
@@ -216,6 +225,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             all_event_types,
             headers,
             description,
+            message_id_header,
         } => {
             let patch = EndpointPatch {
                 url,
@@ -232,6 +242,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     Some(headers.iter().map(|h| parse_header(h)).collect::<Result<_>>()?)
                 },
                 description,
+                message_id_header,
                 ..EndpointPatch::default()
             };
             let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;

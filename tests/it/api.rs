@@ -550,6 +550,7 @@ async fn bad_input_gets_its_problem_type_and_writes_nothing() {
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://[::ffff:192.168.0.1]/","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "address-refused"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","headers":{"Content-Type":"text/plain"}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","message_id_header":"Content-Type"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?limit=251", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?limit=0", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?status=lost", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
@@ -730,7 +731,13 @@ async fn the_standalone_worker_serves_metrics_when_asked() {
     cli(&url, &["migrate"]);
     let port = free_port();
     let mut worker = Command::new(env!("CARGO_BIN_EXE_outhook"))
-        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--poll-interval", "100ms"])
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--poll-interval",
+            "100ms",
+        ])
         .env("DATABASE_URL", &url)
         .env("OUTHOOK_LOG", "warn")
         .stdout(Stdio::null())

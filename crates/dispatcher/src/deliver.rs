@@ -165,6 +165,10 @@ async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Targ
         Err(e) => return Observed::refused(Outcome::SigningFailed, e.clone()),
     };
     let message_id = format!("msg_{}", row.message_uid.simple());
+    let id_header = target
+        .message_id_header
+        .as_ref()
+        .and_then(|name| Some((name.clone(), HeaderValue::try_from(message_id.as_str()).ok()?)));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -222,6 +226,14 @@ async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Targ
             }
             Err(_) => return Observed::refused(Outcome::SigningFailed, format!("header {name} is not a valid value")),
         }
+    }
+    // The message id, the same on every retry, for schemes whose own
+    // headers do not carry it (Standard Webhooks' `webhook-id` does).
+    if let Some((name, value)) = id_header
+        && !headers.contains_key(&name)
+    {
+        logged.insert(name.as_str().to_owned(), value.to_str().unwrap_or_default().into());
+        headers.insert(name, value);
     }
     let body_sha256 = Some(Sha256::digest(&signed.body).to_vec());
     let request_headers = serde_json::Value::Object(logged);

@@ -16,20 +16,6 @@ use uuid::Uuid;
 use crate::db::endpoint::{DispatchEndpoint, endpoint_dispatch_get_many};
 use crate::error::Result;
 
-/// Headers an endpoint's static headers may not set: the request's own and
-/// every signature header.
-const RESERVED: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-
 /// An endpoint ready to receive: everything an attempt needs.
 pub(crate) struct Target {
     pub id: Uuid,
@@ -38,6 +24,8 @@ pub(crate) struct Target {
     pub disabled_reason: Option<String>,
     pub signer: std::result::Result<Signer, String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where the message id goes, unless the scheme's own headers carry it.
+    pub message_id_header: Option<HeaderName>,
     updated_at: DateTime<Utc>,
     fingerprint: u64,
 }
@@ -82,7 +70,7 @@ fn static_headers(value: &serde_json::Value) -> Vec<(HeaderName, HeaderValue)> {
     map.iter()
         .filter_map(|(k, v)| {
             let name = HeaderName::try_from(k.as_str()).ok()?;
-            if RESERVED.contains(&name.as_str()) {
+            if crate::http::RESERVED_HEADERS.contains(&name.as_str()) {
                 return None;
             }
             let value = HeaderValue::try_from(v.as_str()?).ok()?;
@@ -118,6 +106,11 @@ impl Target {
             disabled_reason: row.disabled_reason,
             signer,
             headers,
+            message_id_header: match row.message_id_header.as_deref() {
+                None => Some(HeaderName::from_static(crate::http::DEFAULT_MESSAGE_ID_HEADER)),
+                Some("") => None,
+                Some(name) => HeaderName::try_from(name).ok(),
+            },
             updated_at: row.updated_at,
             fingerprint: fp,
         })

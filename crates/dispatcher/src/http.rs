@@ -14,6 +14,25 @@ use crate::error::Result;
 /// The `User-Agent` Outhook sends.
 pub const USER_AGENT: &str = concat!("Outhook/", env!("CARGO_PKG_VERSION"));
 
+/// Headers that an endpoint's static headers may not set: the request's
+/// own, and Standard Webhooks' signature headers (a scheme's own signature
+/// header is dropped from static headers as well).
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// The header that carries the message id when an endpoint names none and
+/// its scheme sends none of its own.
+pub const DEFAULT_MESSAGE_ID_HEADER: &str = "webhook-id";
+
 /// Which destination addresses deliveries may reach.
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::error::Result;
 
 const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, headers, \
-                       description, signing_key_id, created_at, updated_at";
+                       description, signing_key_id, message_id_header, created_at, updated_at";
 
 /// An endpoint, as administrators see it (secrets are never included).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -39,6 +39,9 @@ pub struct Endpoint {
     pub description: String,
     /// The RSA key that signs for it (cometh).
     pub signing_key_id: Option<Uuid>,
+    /// The header carrying the message id: `None` for `webhook-id`, empty
+    /// for none.
+    pub message_id_header: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
@@ -76,6 +79,9 @@ pub struct NewEndpoint {
     pub secret: Option<Secret>,
     /// The RSA key (cometh).
     pub signing_key_id: Option<Uuid>,
+    /// The header carrying the message id: `None` for `webhook-id`, empty
+    /// for none.
+    pub message_id_header: Option<String>,
 }
 
 fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
@@ -91,8 +97,9 @@ fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
 pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoint> {
     let mut tx = pool.begin().await?;
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
+                                       message_id_header)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -102,6 +109,7 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(headers_json(&new.headers))
     .bind(&new.description)
     .bind(new.signing_key_id)
+    .bind(&new.message_id_header)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -239,6 +247,8 @@ pub struct EndpointUpdate {
     pub description: Option<String>,
     /// New custom HMAC settings (scheme `hmac`).
     pub scheme_settings: Option<serde_json::Value>,
+    /// A new message-id header name (empty for none).
+    pub message_id_header: Option<String>,
 }
 
 /// Applies `update` to endpoint `id`.
@@ -246,7 +256,8 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE outhook.endpoint SET url = coalesce($2, url), event_types = coalesce($3, event_types),
                 headers = coalesce($4, headers), description = coalesce($5, description),
-                scheme_settings = coalesce($6, scheme_settings), updated_at = now()
+                scheme_settings = coalesce($6, scheme_settings),
+                message_id_header = coalesce($7, message_id_header), updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
@@ -255,6 +266,7 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(update.headers.as_deref().map(headers_json))
     .bind(&update.description)
     .bind(&update.scheme_settings)
+    .bind(&update.message_id_header)
     .fetch_optional(pool)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))
@@ -332,6 +344,7 @@ pub(crate) struct DispatchEndpoint {
     pub updated_at: DateTime<Utc>,
     pub secrets: Vec<String>,
     pub private_key_pem: Option<String>,
+    pub message_id_header: Option<String>,
 }
 
 /// The dispatch view of several endpoints, in one round trip.
@@ -341,7 +354,7 @@ pub(crate) async fn endpoint_dispatch_get_many(pool: &PgPool, ids: &[Uuid]) -> R
                 array(SELECT s.secret FROM outhook.endpoint_secret s
                       WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
                       ORDER BY s.created_at DESC, s.id DESC) AS secrets,
-                k.private_key_pem
+                k.private_key_pem, e.message_id_header
          FROM outhook.endpoint e LEFT JOIN outhook.signing_key k ON k.id = e.signing_key_id
          WHERE e.id = ANY($1)",
     )

@@ -165,3 +165,58 @@ async fn a_timeout_waits_at_least_the_overload_floor() {
         .unwrap();
     assert_eq!(outcomes, vec!["timeout", "delivered"]);
 }
+
+/// Every scheme carries the message id, the same on every retry, so a
+/// receiver can tell a retry (or a redelivery after a worker crash) from a
+/// new event: `trr` has no id header of its own, so `webhook-id` is added;
+/// an endpoint can rename it, or switch it off for an exact header set.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_attempt_carries_the_message_id_in_a_header_an_endpoint_can_rename_or_drop() {
+    let pool = db().await;
+    let receiver = Receiver::start().await.unwrap();
+    receiver.script([Reply::Status(500), Reply::Status(503)]);
+    one_delivery(&pool, &receiver).await;
+    let running = Running::start(builder(&pool).retry_policy(quick_retries(6)));
+    assert_eq!(wait_for_count(&pool, DELIVERED, 1, Duration::from_secs(10)).await, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<&str> = got.iter().map(|r| r.headers["webhook-id"].to_str().unwrap()).collect();
+    let uid = delivery_list(&pool, &DeliveryFilter::default()).await.unwrap()[0].message_uid;
+    assert!(ids.iter().all(|i| *i == format!("msg_{}", uid.simple())), "{ids:?}");
+
+    for (header, expect) in [("x-trr-delivery", Some("x-trr-delivery")), ("", None)] {
+        let (id, _) = endpoint(&pool, "o", &receiver.url("/named"), "trr").await;
+        sqlx::query("UPDATE outhook.endpoint SET message_id_header = $2 WHERE id = $1")
+            .bind(id)
+            .bind(header)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let before = receiver.received().len();
+        enqueue(
+            &pool,
+            &Event {
+                event_type: "t",
+                payload: "{}",
+                endpoint_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let got = receiver.wait_for(before + 1, Duration::from_secs(10)).await.unwrap();
+        let last = &got[before];
+        assert!(!last.headers.contains_key("webhook-id"), "{:?}", last.headers);
+        match expect {
+            Some(name) => assert!(last.headers[name].to_str().unwrap().starts_with("msg_")),
+            None => assert!(
+                last.headers
+                    .keys()
+                    .all(|k| !k.as_str().contains("delivery") && !k.as_str().ends_with("-id")),
+                "{:?}",
+                last.headers
+            ),
+        }
+    }
+    running.stop().await;
+}

@@ -18,19 +18,6 @@ use uuid::Uuid;
 
 use super::{Error, Result, Scope};
 
-/// Headers Outhook sets itself, which static headers may not replace.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-
 /// The longest rotation grace period.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -56,6 +43,9 @@ pub struct EndpointInput {
     /// The signing key (id or name) for RSA schemes; default: `default`,
     /// created when missing.
     pub signing_key: Option<String>,
+    /// The header carrying the message id (default `webhook-id`; empty for
+    /// none).
+    pub message_id_header: Option<String>,
 }
 
 /// A created endpoint and, once, its secret.
@@ -84,6 +74,8 @@ pub struct EndpointPatch {
     pub enabled: Option<bool>,
     /// Why, when disabling.
     pub disabled_reason: Option<String>,
+    /// A new message-id header name (empty for none).
+    pub message_id_header: Option<String>,
 }
 
 /// The scheme an endpoint's settings describe.
@@ -152,7 +144,7 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<Vec<(String, Stri
         .map(|(name, value)| {
             let parsed = HeaderName::try_from(name.as_str())
                 .map_err(|_| Error::parameter("headers", format!("`{name}` is not a header name")))?;
-            if RESERVED_HEADERS.contains(&parsed.as_str()) {
+            if outhook_dispatcher::http::RESERVED_HEADERS.contains(&parsed.as_str()) {
                 return Err(Error::parameter("headers", format!("`{name}` is set by Outhook")));
             }
             HeaderValue::try_from(value.as_str())
@@ -160,6 +152,23 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<Vec<(String, Stri
             Ok((parsed.as_str().to_owned(), value.clone()))
         })
         .collect()
+}
+
+/// A message-id header name: empty (none), or a header name Outhook does
+/// not set otherwise (`webhook-id` itself is the default).
+fn check_id_header(name: &str) -> Result<()> {
+    if name.is_empty() || name.eq_ignore_ascii_case(outhook_dispatcher::http::DEFAULT_MESSAGE_ID_HEADER) {
+        return Ok(());
+    }
+    let parsed = HeaderName::try_from(name)
+        .map_err(|_| Error::parameter("message_id_header", format!("`{name}` is not a header name")))?;
+    if outhook_dispatcher::http::RESERVED_HEADERS.contains(&parsed.as_str()) {
+        return Err(Error::parameter(
+            "message_id_header",
+            format!("`{name}` is set by Outhook"),
+        ));
+    }
+    Ok(())
 }
 
 fn owner_for(scope: &Scope, given: Option<String>) -> Result<String> {
@@ -201,6 +210,9 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
     check_url(policy, &input.url).await?;
     check_event_types(&input.event_types)?;
     let headers = check_headers(&input.headers)?;
+    if let Some(name) = &input.message_id_header {
+        check_id_header(name)?;
+    }
     let (secret, signing_key_id) = match parsed.key_kind() {
         KeyKind::Rsa => {
             if input.secret.is_some() {
@@ -234,6 +246,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
             description: input.description,
             secret: secret.clone(),
             signing_key_id,
+            message_id_header: input.message_id_header.map(|n| n.to_ascii_lowercase()),
         },
     )
     .await?;
@@ -337,12 +350,16 @@ pub async fn update(
     if let Some(settings) = &patch.scheme_settings {
         scheme(&current.scheme, Some(settings))?;
     }
+    if let Some(name) = &patch.message_id_header {
+        check_id_header(name)?;
+    }
     let mut endpoint = current;
     if patch.url.is_some()
         || patch.event_types.is_some()
         || headers.is_some()
         || patch.scheme_settings.is_some()
         || patch.description.is_some()
+        || patch.message_id_header.is_some()
     {
         endpoint = endpoint_update(
             pool,
@@ -353,6 +370,7 @@ pub async fn update(
                 headers,
                 description: patch.description,
                 scheme_settings: patch.scheme_settings,
+                message_id_header: patch.message_id_header.map(|n| n.to_ascii_lowercase()),
             },
         )
         .await?;

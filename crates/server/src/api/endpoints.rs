@@ -59,6 +59,7 @@ pub async fn create(
             description: input.description,
             secret: input.secret.map(Secret::new),
             signing_key: input.signing_key,
+            message_id_header: input.message_id_header,
         },
     )
     .await?;
@@ -133,6 +134,7 @@ pub async fn update(
             description: patch.description,
             enabled: patch.enabled,
             disabled_reason: patch.disabled_reason,
+            message_id_header: patch.message_id_header,
         },
     )
     .await?;

@@ -41,6 +41,9 @@ pub struct EndpointIn {
     pub secret: Option<String>,
     /// For RSA schemes: the signing key's id or name (default: `default`).
     pub signing_key: Option<String>,
+    /// The header that carries the message id (the same on every retry) for
+    /// schemes whose own headers do not: default `webhook-id`; `""` for none.
+    pub message_id_header: Option<String>,
 }
 
 /// Changes to an endpoint; absent fields stay as they are.
@@ -62,6 +65,8 @@ pub struct EndpointPatchIn {
     pub enabled: Option<bool>,
     /// Why, when disabling.
     pub disabled_reason: Option<String>,
+    /// A new message-id header name; `""` for none.
+    pub message_id_header: Option<String>,
 }
 
 /// An endpoint. Secrets are never part of it; static header values are `***`.
@@ -90,6 +95,8 @@ pub struct EndpointOut {
     pub description: String,
     /// The RSA key that signs for it (`cometh`).
     pub signing_key_id: Option<Uuid>,
+    /// The header that carries the message id, or null for none.
+    pub message_id_header: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
@@ -115,6 +122,11 @@ impl From<Endpoint> for EndpointOut {
             headers,
             description: e.description,
             signing_key_id: e.signing_key_id,
+            message_id_header: match e.message_id_header {
+                None => Some(outhook_dispatcher::http::DEFAULT_MESSAGE_ID_HEADER.to_owned()),
+                Some(n) if n.is_empty() => None,
+                Some(n) => Some(n),
+            },
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
