@@ -759,3 +759,50 @@ async fn the_standalone_worker_serves_metrics_when_asked() {
     assert!(text.contains("# TYPE outhook_deliveries_due gauge"), "{text}");
     assert!(text.contains("outhook_deliveries_dead 0"), "{text}");
 }
+
+/// Concurrent POSTs share commits (the ingest batches), and each still gets
+/// its own answer: distinct messages, and for one `event_id` sent ten times
+/// at once, one new message and nine duplicates pointing at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_messages_share_commits_and_each_gets_its_own_answer() {
+    let server = Server::start(&["--no-worker"]).await;
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let body = if i % 6 == 0 {
+            json!({"event_type": "e", "owner": "acme", "payload": {"same": true}, "event_id": "once"})
+        } else {
+            json!({"event_type": "e", "owner": "acme", "payload": {"i": i}})
+        };
+        calls.push(server.admin(Method::POST, "/v1/messages", Some(body)));
+    }
+    let answers = futures_util::future::join_all(calls).await;
+    let mut new_ids = std::collections::HashSet::new();
+    let mut once = Vec::new();
+    for (i, (status, body)) in answers.iter().enumerate() {
+        if i % 6 == 0 {
+            once.push((
+                *status,
+                body["id"].as_i64().unwrap(),
+                body["duplicate"].as_bool().unwrap(),
+            ));
+        } else {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            assert_eq!(body["payload"], json!({"i": i}));
+            assert!(new_ids.insert(body["id"].as_i64().unwrap()));
+        }
+    }
+    assert_eq!(
+        once.iter()
+            .filter(|(s, _, dup)| *s == StatusCode::CREATED && !dup)
+            .count(),
+        1,
+        "{once:?}"
+    );
+    assert_eq!(
+        once.iter().filter(|(s, _, dup)| *s == StatusCode::OK && *dup).count(),
+        9,
+        "{once:?}"
+    );
+    assert!(once.iter().all(|(_, id, _)| *id == once[0].1));
+    assert_eq!(server.count("outbox").await, 51);
+}

@@ -83,6 +83,9 @@ pub enum Error {
     /// The database failed.
     #[error("database error")]
     Database(#[source] outhook_dispatcher::Error),
+    /// A shared batch could not be written (the database's error, as text).
+    #[error("the database refused the batch: {0}")]
+    Unavailable(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),

@@ -191,7 +191,7 @@ impl From<crate::admin::Error> for Problem {
             E::Settings(_) => ProblemKind::InvalidSettings,
             E::Payload(_) => ProblemKind::InvalidPayload,
             E::Parameter { .. } => ProblemKind::InvalidParameter,
-            E::Database(_) => ProblemKind::Unavailable,
+            E::Database(_) | E::Unavailable(_) => ProblemKind::Unavailable,
             E::Internal(_) => ProblemKind::Internal,
         };
         if matches!(kind, ProblemKind::Unavailable | ProblemKind::Internal) {

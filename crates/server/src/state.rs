@@ -48,6 +48,8 @@ struct Inner {
     tokens: Mutex<HashMap<[u8; 32], (Scope, Instant)>>,
     /// Renders `/metrics`, when a Prometheus recorder is installed.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Shares commits between concurrent `POST /v1/messages`.
+    ingest: crate::admin::message::Ingest,
 }
 
 impl std::fmt::Debug for AppState {
@@ -61,6 +63,8 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State for [`crate::router`]. `metrics` renders `/metrics` (see
     /// [`crate::metrics::install`]); without it the route answers 404.
+    /// Call inside a tokio runtime: it starts the task that batches message
+    /// inserts.
     pub fn new(
         pool: PgPool,
         config: ServerConfig,
@@ -68,10 +72,11 @@ impl AppState {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool,
                 config,
                 tokens: Mutex::new(HashMap::new()),
                 metrics,
+                ingest: crate::admin::message::Ingest::start(pool.clone(), 256),
+                pool,
             }),
         }
     }
@@ -79,6 +84,11 @@ impl AppState {
     /// The database pool.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The message batcher.
+    pub fn ingest(&self) -> &crate::admin::message::Ingest {
+        &self.inner.ingest
     }
 
     /// The settings.

@@ -159,3 +159,89 @@ pub async fn outbox_delivery_count<'e>(executor: impl PgExecutor<'e>, id: i64) -
             .await?,
     )
 }
+
+/// A message for [`outbox_insert_batch`]: owned, with its `uid` chosen by
+/// the caller so that each answer can be matched to its request.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The id receivers will see.
+    pub uid: Uuid,
+    /// The event type.
+    pub event_type: String,
+    /// The JSON payload, kept byte for byte.
+    pub payload: String,
+    /// Fan out to this owner ...
+    pub owner: Option<String>,
+    /// ... or send to this endpoint.
+    pub endpoint_id: Option<Uuid>,
+    /// The idempotency key.
+    pub event_id: Option<String>,
+}
+
+/// What [`outbox_insert_batch`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored with this id and time, and fanned out to this many deliveries.
+    New {
+        /// The outbox id.
+        id: i64,
+        /// When it was stored.
+        created_at: chrono::DateTime<chrono::Utc>,
+        /// Deliveries made by the fan-out.
+        deliveries: i64,
+    },
+    /// Its `event_id` was taken (earlier, or by a message before it in the
+    /// same batch): nothing was stored for it.
+    Duplicate,
+}
+
+/// Inserts many messages in one transaction (one statement, one trigger
+/// run, one commit) and reports, in input order, what became of each, with
+/// each new message's delivery count. This is what lets concurrent API
+/// requests share a commit.
+pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -> Result<Vec<Inserted>> {
+    let uids: Vec<Uuid> = messages.iter().map(|m| m.uid).collect();
+    let types: Vec<&str> = messages.iter().map(|m| m.event_type.as_str()).collect();
+    let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
+    let owners: Vec<Option<&str>> = messages.iter().map(|m| m.owner.as_deref()).collect();
+    let endpoints: Vec<Option<Uuid>> = messages.iter().map(|m| m.endpoint_id).collect();
+    let ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
+    let mut tx = pool.begin().await?;
+    let stored: Vec<(i64, Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id)
+         SELECT u, t, p::json, o, e, i
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS x(u, t, p, o, e, i)
+         ON CONFLICT (event_id) DO NOTHING
+         RETURNING id, uid, created_at",
+    )
+    .bind(&uids)
+    .bind(&types)
+    .bind(&payloads)
+    .bind(&owners)
+    .bind(&endpoints)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let new_ids: Vec<i64> = stored.iter().map(|(id, _, _)| *id).collect();
+    let counts: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT message_id, count(*) FROM outhook.delivery WHERE message_id = ANY($1) GROUP BY message_id",
+    )
+    .bind(&new_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let counts: std::collections::HashMap<i64, i64> = counts.into_iter().collect();
+    let by_uid: std::collections::HashMap<Uuid, (i64, chrono::DateTime<chrono::Utc>)> =
+        stored.into_iter().map(|(id, uid, at)| (uid, (id, at))).collect();
+    Ok(messages
+        .iter()
+        .map(|m| match by_uid.get(&m.uid) {
+            Some(&(id, created_at)) => Inserted::New {
+                id,
+                created_at,
+                deliveries: counts.get(&id).copied().unwrap_or(0),
+            },
+            None => Inserted::Duplicate,
+        })
+        .collect())
+}

@@ -4,10 +4,11 @@
 use outhook_dispatcher::db::delivery::{Delivery, DeliveryFilter, delivery_list, delivery_replay};
 use outhook_dispatcher::db::endpoint::endpoint_get;
 use outhook_dispatcher::db::outbox::{
-    Message, MessageFilter, outbox_delivery_count, outbox_get, outbox_get_by_event_id, outbox_list,
+    Inserted, Message, MessageFilter, NewMessage, outbox_delivery_count, outbox_get, outbox_get_by_event_id,
+    outbox_insert_batch, outbox_list,
 };
-use outhook_dispatcher::{Enqueued, Event, enqueue};
 use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::endpoint::Page;
@@ -68,59 +69,146 @@ pub fn check_payload(payload: &str) -> Result<()> {
     }
 }
 
-/// Enqueues a message, or finds the one its `event_id` made before.
-pub async fn create(pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<Enqueue> {
-    if input.event_type.trim().is_empty() || input.event_type.len() > 256 {
-        return Err(Error::parameter("event_type", "1 to 256 characters"));
+fn check_text(name: &'static str, value: &str) -> Result<()> {
+    if value.trim().is_empty() || value.len() > 256 || value.contains('\0') {
+        return Err(Error::parameter(name, "1 to 256 characters, no NUL"));
     }
-    if input.event_id.is_some_and(|id| id.is_empty() || id.len() > 256) {
-        return Err(Error::parameter("event_id", "1 to 256 characters"));
+    Ok(())
+}
+
+/// Checks a message and the caller's right to send it, and makes it ready
+/// to insert (with its `uid` chosen now).
+pub async fn prepare(pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<NewMessage> {
+    check_text("event_type", input.event_type)?;
+    if let Some(id) = input.event_id {
+        check_text("event_id", id)?;
     }
     check_payload(input.payload)?;
-    let owner = match (input.owner, input.endpoint_id) {
+    match (input.owner, input.endpoint_id) {
         (Some(_), Some(_)) => return Err(Error::parameter("owner", "give owner or endpoint_id, not both")),
         (None, None) => return Err(Error::parameter("owner", "give owner (fan-out) or endpoint_id")),
         (Some(o), None) => {
+            check_text("owner", o)?;
             if !scope.sees(o) {
                 return Err(Error::parameter("owner", "this token can only send to its own owner"));
             }
-            Some(o)
         }
         (None, Some(id)) => {
             super::endpoint::get(pool, scope, id).await?;
-            None
         }
-    };
-    let event = Event {
-        event_type: input.event_type,
-        payload: input.payload,
-        owner,
+    }
+    Ok(NewMessage {
+        uid: Uuid::new_v4(),
+        event_type: input.event_type.to_owned(),
+        payload: input.payload.to_owned(),
+        owner: input.owner.map(str::to_owned),
         endpoint_id: input.endpoint_id,
-        event_id: input.event_id,
-    };
-    match enqueue(pool, &event).await? {
-        Enqueued::New(id) => {
-            let message = outbox_get(pool, id).await?;
-            let deliveries = outbox_delivery_count(pool, id).await?;
-            Ok(Enqueue {
-                message,
-                deliveries,
-                duplicate: false,
-            })
-        }
-        Enqueued::Duplicate => {
-            let event_id = input.event_id.unwrap_or_default();
-            let message = outbox_get_by_event_id(pool, event_id).await?;
-            if !visible(pool, scope, &message).await? {
+        event_id: input.event_id.map(str::to_owned),
+    })
+}
+
+/// What became of a prepared message: the stored message, or for a
+/// repeated `event_id` the first one (if the caller may see it).
+pub async fn finish(pool: &PgPool, scope: &Scope, message: NewMessage, inserted: Inserted) -> Result<Enqueue> {
+    match inserted {
+        Inserted::New {
+            id,
+            created_at,
+            deliveries,
+        } => Ok(Enqueue {
+            message: Message {
+                id,
+                uid: message.uid,
+                event_id: message.event_id,
+                event_type: message.event_type,
+                payload: message.payload,
+                owner: message.owner,
+                endpoint_id: message.endpoint_id,
+                created_at,
+            },
+            deliveries,
+            duplicate: false,
+        }),
+        Inserted::Duplicate => {
+            let event_id = message.event_id.unwrap_or_default();
+            let first = outbox_get_by_event_id(pool, &event_id).await?;
+            if !visible(pool, scope, &first).await? {
                 return Err(Error::parameter("event_id", "already used"));
             }
-            let deliveries = outbox_delivery_count(pool, message.id).await?;
+            let deliveries = outbox_delivery_count(pool, first.id).await?;
             Ok(Enqueue {
-                message,
+                message: first,
                 deliveries,
                 duplicate: true,
             })
         }
+    }
+}
+
+/// Enqueues one message (its own transaction), or finds the one its
+/// `event_id` made before. [`Ingest`] does the same for many concurrent
+/// callers, sharing commits.
+pub async fn create(pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<Enqueue> {
+    let message = prepare(pool, scope, input).await?;
+    let inserted = outbox_insert_batch(pool, std::slice::from_ref(&message))
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("the insert answered nothing".into()))?;
+    finish(pool, scope, message, inserted).await
+}
+
+type Waiting = (NewMessage, oneshot::Sender<std::result::Result<Inserted, String>>);
+
+/// Group commit for concurrent senders: messages queued while a batch
+/// commits go into the next one, as one statement and one commit, so a
+/// burst of API calls does not pay one WAL flush each. Each caller still
+/// gets its own answer, in the same transaction semantics as the SQL path.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    queue: mpsc::Sender<Waiting>,
+}
+
+impl Ingest {
+    /// Starts the batching task (call inside a tokio runtime). It ends when
+    /// every clone of the handle is dropped.
+    pub fn start(pool: PgPool, max_batch: usize) -> Self {
+        let (queue, mut waiting) = mpsc::channel::<Waiting>(max_batch * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(max_batch);
+            while waiting.recv_many(&mut batch, max_batch).await > 0 {
+                let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).unzip();
+                match outbox_insert_batch(&pool, &messages).await {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        tracing::warn!(error = %e, batch = messages.len(), "enqueueing a batch failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(text.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Enqueues one message through the shared batches.
+    pub async fn create(&self, pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<Enqueue> {
+        let message = prepare(pool, scope, input).await?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((message.clone(), reply))
+            .await
+            .map_err(|_| Error::Internal("the ingest task stopped".into()))?;
+        let inserted = answer
+            .await
+            .map_err(|_| Error::Internal("the ingest task stopped".into()))?
+            .map_err(Error::Unavailable)?;
+        finish(pool, scope, message, inserted).await
     }
 }
 

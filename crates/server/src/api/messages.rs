@@ -39,18 +39,20 @@ pub async fn create(
     Caller(scope): Caller,
     ApiJson(input): ApiJson<MessageIn>,
 ) -> Result<(StatusCode, Json<MessageCreatedOut>), Problem> {
-    let done = admin::create(
-        state.pool(),
-        &scope,
-        MessageInput {
-            event_type: &input.event_type,
-            payload: input.payload.get(),
-            owner: input.owner.as_deref(),
-            endpoint_id: input.endpoint_id,
-            event_id: input.event_id.as_deref(),
-        },
-    )
-    .await?;
+    let done = state
+        .ingest()
+        .create(
+            state.pool(),
+            &scope,
+            MessageInput {
+                event_type: &input.event_type,
+                payload: input.payload.get(),
+                owner: input.owner.as_deref(),
+                endpoint_id: input.endpoint_id,
+                event_id: input.event_id.as_deref(),
+            },
+        )
+        .await?;
     let status = if done.duplicate {
         StatusCode::OK
     } else {
