@@ -13,6 +13,9 @@
 //! the receiver (`OUTHOOK_BENCH_ROLE=receiver`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/proc.rs"]
+mod proc;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -212,23 +215,9 @@ impl Worker {
         Ok(Self { child })
     }
 
-    /// (user + system CPU seconds, peak RSS in MiB) from /proc.
+    /// (CPU seconds, peak RSS MiB) from /proc.
     fn usage(&self) -> (f64, f64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm_kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        (ticks / 100.0, hwm_kb / 1024.0)
+        proc::usage(self.child.id())
     }
 
     fn stop(mut self) -> Result<()> {

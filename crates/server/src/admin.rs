@@ -133,6 +133,31 @@ impl From<sqlx::Error> for Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A page of results and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// This page.
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from `limit + 1` rows asked for: the extra row, when it came,
+    /// only says that another page follows, whose cursor is the last kept
+    /// row's.
+    pub(crate) fn from_overfetch(mut data: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Self {
+        let keep = usize::try_from(limit).unwrap_or(0);
+        let next_cursor = if data.len() > keep {
+            data.truncate(keep);
+            data.last().map(cursor)
+        } else {
+            None
+        };
+        Self { data, next_cursor }
+    }
+}
+
 /// Page sizes: 1 to 250, 50 unless asked.
 pub fn page_limit(limit: Option<i64>) -> Result<i64> {
     match limit {

@@ -10,9 +10,8 @@ use outhook_dispatcher::db::delivery::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::endpoint::Page;
 use super::message::parse_id_cursor;
-use super::{Error, Result, Scope};
+use super::{Error, Page, Result, Scope};
 
 /// Which deliveries to list.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +40,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
     {
         return Err(Error::parameter("since", "is after until"));
     }
-    let mut data = delivery_list(
+    let data = delivery_list(
         pool,
         &DeliveryFilter {
             status: query.status,
@@ -56,13 +55,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
         },
     )
     .await?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|d| d.id.to_string())
-    } else {
-        None
-    };
-    Ok(Page { data, next_cursor })
+    Ok(Page::from_overfetch(data, limit, |d| d.id.to_string()))
 }
 
 /// One delivery in the caller's scope.

@@ -16,7 +16,7 @@ use outhook_signer::{Ed25519SigningKey, HmacSettings, KeyKind, RsaKeyPair, Schem
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Error, Result, Scope};
+use super::{Error, Page, Result, Scope};
 
 /// The longest rotation grace period.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -275,15 +275,6 @@ pub struct ListQuery {
     pub limit: Option<i64>,
 }
 
-/// A page of results and the cursor of the next one.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// This page.
-    pub data: Vec<T>,
-    /// Pass as `cursor` for the next page; `None` on the last.
-    pub next_cursor: Option<String>,
-}
-
 fn endpoint_cursor(e: &Endpoint) -> String {
     format!("{}_{}", e.created_at.timestamp_micros(), e.id.simple())
 }
@@ -312,7 +303,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
         }
     };
     let after = query.cursor.as_deref().map(parse_endpoint_cursor).transpose()?;
-    let mut data = endpoint_list_page(
+    let data = endpoint_list_page(
         pool,
         &EndpointFilter {
             owner,
@@ -322,13 +313,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
         },
     )
     .await?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(endpoint_cursor)
-    } else {
-        None
-    };
-    Ok(Page { data, next_cursor })
+    Ok(Page::from_overfetch(data, limit, endpoint_cursor))
 }
 
 /// Applies a partial update.

@@ -11,8 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::endpoint::Page;
-use super::{Error, Result, Scope};
+use super::{Error, Page, Result, Scope};
 
 /// A message to enqueue.
 #[derive(Debug, Clone, Copy)]
@@ -255,7 +254,7 @@ pub(crate) fn parse_id_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
 /// A page of messages in the caller's scope, newest first.
 pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page<Message>> {
     let limit = super::page_limit(query.limit)?;
-    let mut data = outbox_list(
+    let data = outbox_list(
         pool,
         &MessageFilter {
             owner: scope.owner().map(str::to_owned),
@@ -265,13 +264,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
         },
     )
     .await?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|m| m.id.to_string())
-    } else {
-        None
-    };
-    Ok(Page { data, next_cursor })
+    Ok(Page::from_overfetch(data, limit, |m| m.id.to_string()))
 }
 
 /// Sends a message to an endpoint again (both in the caller's scope),
