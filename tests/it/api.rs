@@ -327,6 +327,11 @@ async fn every_route_works_for_an_admin_against_a_real_worker() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(recovered["requeued"], 1);
     eventually(&server, "/v1/deliveries?status=dead", |b| b["data"] == json!([])).await;
+    // Re-queued is not yet delivered: wait for the attempt to be logged.
+    eventually(&server, "/v1/deliveries?status=delivered", |b| {
+        b["data"].as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
 
     // Stats: attempts by hour and outcome.
     let (_, stats) = server
