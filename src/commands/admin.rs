@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use outhook_dispatcher::Event;
 use outhook_dispatcher::db::attempt::attempt_list;
 use outhook_dispatcher::db::delivery::{
     DeliveryFilter, DeliveryStatus, delivery_get, delivery_list, delivery_requeue, delivery_requeue_dead,
@@ -15,7 +16,6 @@ use outhook_dispatcher::db::endpoint::{Endpoint, endpoint_list};
 use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert, signing_key_list};
 use outhook_dispatcher::http::AddressPolicy;
 use outhook_server::admin::endpoint::{EndpointInput, EndpointPatch};
-use outhook_server::admin::message::MessageInput;
 use outhook_server::admin::{self, Scope};
 use outhook_signer::{RsaKeyPair, Secret};
 use uuid::Uuid;
@@ -359,7 +359,7 @@ pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
     let done = admin::message::create(
         &pool,
         &Scope::Admin,
-        MessageInput {
+        Event {
             event_type: &args.event_type,
             payload: &payload,
             owner: args.owner.as_deref(),

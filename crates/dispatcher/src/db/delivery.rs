@@ -263,10 +263,7 @@ pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
         .execute(pool)
         .await?
         .rows_affected();
-    if n > 0 {
-        wake_workers(pool).await?;
-    }
-    Ok(n)
+    woken(pool, n).await
 }
 
 /// Re-queues every dead letter, optionally of one endpoint.
@@ -278,10 +275,7 @@ pub async fn delivery_requeue_dead(pool: &PgPool, endpoint: Option<Uuid>) -> Res
     .execute(pool)
     .await?
     .rows_affected();
-    if n > 0 {
-        wake_workers(pool).await?;
-    }
-    Ok(n)
+    woken(pool, n).await
 }
 
 /// Re-queues the dead letters of `endpoint` that were enqueued at or after
@@ -296,10 +290,7 @@ pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: D
     .execute(pool)
     .await?
     .rows_affected();
-    if n > 0 {
-        wake_workers(pool).await?;
-    }
-    Ok(n)
+    woken(pool, n).await
 }
 
 /// Sends message `message_id` to `endpoint` again: its delivery there is
@@ -325,6 +316,14 @@ pub async fn delivery_replay(pool: &PgPool, message_id: i64, endpoint: Uuid) -> 
             .await?;
     wake_workers(pool).await?;
     Ok(id)
+}
+
+/// Wakes idle workers when `n` deliveries were re-queued; returns `n`.
+async fn woken(pool: &PgPool, n: u64) -> Result<u64> {
+    if n > 0 {
+        wake_workers(pool).await?;
+    }
+    Ok(n)
 }
 
 /// Tells idle workers that deliveries are due now (they poll as well).

@@ -1,6 +1,7 @@
 //! Messages: enqueue (the same transaction and fan-out as the SQL path),
 //! read with their deliveries, list, and replay to an endpoint.
 
+use outhook_dispatcher::Event;
 use outhook_dispatcher::db::delivery::{Delivery, DeliveryFilter, delivery_list, delivery_replay};
 use outhook_dispatcher::db::endpoint::endpoint_get;
 use outhook_dispatcher::db::outbox::{
@@ -12,22 +13,6 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Error, Page, Result, Scope};
-
-/// A message to enqueue.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageInput<'a> {
-    /// The event type.
-    pub event_type: &'a str,
-    /// The JSON payload, byte for byte as it will be sent (re-serialising
-    /// schemes excepted).
-    pub payload: &'a str,
-    /// Fan out to this owner's subscribed endpoints ...
-    pub owner: Option<&'a str>,
-    /// ... or send to this one endpoint.
-    pub endpoint_id: Option<Uuid>,
-    /// An idempotency key: enqueueing it again returns the first message.
-    pub event_id: Option<&'a str>,
-}
 
 /// What enqueueing did.
 #[derive(Debug, Clone)]
@@ -77,7 +62,7 @@ fn check_text(name: &'static str, value: &str) -> Result<()> {
 
 /// Checks a message and the caller's right to send it, and makes it ready
 /// to insert (with its `uid` chosen now).
-pub async fn prepare(pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<NewMessage> {
+pub async fn prepare(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<NewMessage> {
     check_text("event_type", input.event_type)?;
     if let Some(id) = input.event_id {
         check_text("event_id", id)?;
@@ -147,7 +132,7 @@ pub async fn finish(pool: &PgPool, scope: &Scope, message: NewMessage, inserted:
 /// Enqueues one message (its own transaction), or finds the one its
 /// `event_id` made before. [`Ingest`] does the same for many concurrent
 /// callers, sharing commits.
-pub async fn create(pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<Enqueue> {
+pub async fn create(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<Enqueue> {
     let message = prepare(pool, scope, input).await?;
     let inserted = outbox_insert_batch(pool, std::slice::from_ref(&message))
         .await?
@@ -196,7 +181,7 @@ impl Ingest {
     }
 
     /// Enqueues one message through the shared batches.
-    pub async fn create(&self, pool: &PgPool, scope: &Scope, input: MessageInput<'_>) -> Result<Enqueue> {
+    pub async fn create(&self, pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<Enqueue> {
         let message = prepare(pool, scope, input).await?;
         let (reply, answer) = oneshot::channel();
         self.queue

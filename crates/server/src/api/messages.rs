@@ -8,10 +8,11 @@ use utoipa::IntoParams;
 
 use super::model::{MessageCreatedOut, MessageDetailOut, MessageIn, MessagePage, ReplayIn, ReplayOut};
 use super::{ApiJson, ApiPath, ApiQuery};
-use crate::admin::message::{self as admin, ListQuery, MessageInput};
+use crate::admin::message::{self as admin, ListQuery};
 use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::state::AppState;
+use outhook_dispatcher::Event;
 
 /// Query of `GET /v1/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -44,7 +45,7 @@ pub async fn create(
         .create(
             state.pool(),
             &scope,
-            MessageInput {
+            Event {
                 event_type: &input.event_type,
                 payload: input.payload.get(),
                 owner: input.owner.as_deref(),
