@@ -282,6 +282,13 @@ async fn every_route_works_for_an_admin_against_a_real_worker() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     receiver.wait_for(2, Duration::from_secs(10)).await.unwrap();
+    // Wait for the retry's attempt to be logged: a replay re-queues the
+    // delivery with a new lease, which would fence an attempt still in
+    // flight, and its result would be dropped.
+    eventually(&server, &format!("/v1/deliveries/{delivery_id}"), |b| {
+        b["attempt_log"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
     let (status, replayed) = server
         .admin(
             Method::POST,
@@ -333,19 +340,21 @@ async fn every_route_works_for_an_admin_against_a_real_worker() {
     })
     .await;
 
-    // Stats: attempts by hour and outcome.
-    let (_, stats) = server
-        .admin(Method::GET, &format!("/v1/endpoints/{id}/stats?period=7d"), None)
-        .await;
+    // Stats: attempts by hour and outcome. The workers write their counts
+    // about once a second, so wait for them.
+    let path = format!("/v1/endpoints/{id}/stats?period=7d");
+    let delivered_of = |stats: &Value| -> i64 {
+        stats["buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["outcome"] == "delivered")
+            .filter_map(|b| b["count"].as_i64())
+            .sum()
+    };
+    let stats = eventually(&server, &path, |b| delivered_of(b) >= 4).await;
     assert_eq!(stats["period_hours"], 168);
-    let delivered: i64 = stats["buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["outcome"] == "delivered")
-        .map(|b| b["count"].as_i64().unwrap())
-        .sum();
-    assert!(delivered >= 4, "{stats}");
+    assert!(delivered_of(&stats) >= 4, "{stats}");
     assert!(stats.to_string().contains("http_status"), "{stats}");
 
     // Rotation: the old and the new secret both sign during the grace period.

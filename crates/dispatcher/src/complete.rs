@@ -5,7 +5,11 @@
 //! size grows with load and latency stays one round trip when idle. If the
 //! database is unreachable it keeps the batch and retries with backoff;
 //! the bounded channel then slows the deliverers down instead of growing.
+//!
+//! It also adds the attempts up into each endpoint's health and writes that
+//! about once a second, off the delivery path.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -13,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::delivery::{Completion, CompletionBatch, delivery_complete_many};
+use crate::db::endpoint_health::{HealthDelta, HourlyCounts, endpoint_health_add};
 use crate::endpoint::EndpointCache;
 use crate::retry::reconnect_backoff;
 use crate::stats::Stats;
@@ -28,11 +33,23 @@ pub(crate) async fn run(
     give_up: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut health = Health::default();
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if results.recv_many(&mut batch, max_batch).await == 0 {
+        let received = tokio::select! {
+            n = results.recv_many(&mut batch, max_batch) => n,
+            _ = tick.tick() => {
+                health.flush(&pool).await;
+                continue;
+            }
+        };
+        if received == 0 {
+            health.flush(&pool).await;
             return;
         }
-        let columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
+        let mut columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
+        health.add(std::mem::take(&mut columns.health), std::mem::take(&mut columns.hourly));
         metrics::histogram!("outhook_completion_batch_size").record(columns.len() as f64);
         let mut delays = reconnect_backoff(Duration::from_millis(50));
         loop {
@@ -60,6 +77,48 @@ pub(crate) async fn run(
                         () = give_up.cancelled() => {}
                     }
                 }
+            }
+        }
+    }
+}
+
+/// How often the health deltas are written.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// Health deltas not yet written.
+#[derive(Default)]
+struct Health {
+    pending: HashMap<uuid::Uuid, HealthDelta>,
+    hourly: HourlyCounts,
+}
+
+impl Health {
+    fn add(&mut self, deltas: HashMap<uuid::Uuid, HealthDelta>, hourly: HourlyCounts) {
+        for (key, n) in hourly {
+            *self.hourly.entry(key).or_insert(0) += n;
+        }
+        for (id, later) in deltas {
+            self.pending
+                .entry(id)
+                .and_modify(|d| *d = d.then(later))
+                .or_insert(later);
+        }
+    }
+
+    /// Writes what is pending; on failure keeps it for the next tick (the
+    /// health is a summary, so a database outage only delays it).
+    async fn flush(&mut self, pool: &PgPool) {
+        if self.pending.is_empty() && self.hourly.is_empty() {
+            return;
+        }
+        match endpoint_health_add(pool, &self.pending, &self.hourly).await {
+            Ok(()) => {
+                self.pending.clear();
+                self.hourly.clear();
+            }
+            Err(e) => {
+                metrics::counter!("outhook_database_errors_total", "operation" => "health").increment(1);
+                tracing::warn!(error = %e, endpoints = self.pending.len(), "writing endpoint health failed; will retry");
             }
         }
     }

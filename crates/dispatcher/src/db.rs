@@ -7,6 +7,7 @@ pub mod api_token;
 pub mod attempt;
 pub mod delivery;
 pub mod endpoint;
+pub mod endpoint_health;
 pub mod idempotency;
 pub mod outbox;
 pub mod signing_key;

@@ -1,5 +1,6 @@
 //! `outhook.delivery`: the queue. Claim, complete, release, re-queue, list.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -7,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::attempt::NewAttempt;
+use crate::db::endpoint_health::{HealthDelta, HourlyCounts, hour_of};
 use crate::error::Result;
 
 /// Where a delivery stands.
@@ -135,6 +137,11 @@ pub(crate) struct CompletionBatch {
     pub gone: Vec<Uuid>,
     /// How many deliveries each status got: pending (retry), delivered, dead.
     pub by_status: [u64; 3],
+    /// What the batch's attempts say of each endpoint's health (refusals
+    /// that never reached the endpoint are left out).
+    pub health: HashMap<Uuid, HealthDelta>,
+    /// The batch's attempts by endpoint, hour and outcome.
+    pub hourly: HourlyCounts,
 }
 
 impl CompletionBatch {
@@ -149,8 +156,20 @@ impl CompletionBatch {
             attempts: crate::db::attempt::Columns::with_capacity(n),
             gone: Vec::new(),
             by_status: [0; 3],
+            health: HashMap::new(),
+            hourly: HashMap::new(),
         };
         for c in batch {
+            *b.hourly
+                .entry((c.endpoint_id, hour_of(c.attempt.started_at), c.attempt.outcome))
+                .or_insert(0) += 1;
+            if !matches!(c.attempt.outcome, "unknown_endpoint" | "endpoint_disabled") {
+                let delta = HealthDelta::attempt(c.attempt.started_at, c.attempt.outcome == "delivered");
+                b.health
+                    .entry(c.endpoint_id)
+                    .and_modify(|d| *d = d.then(delta))
+                    .or_insert(delta);
+            }
             b.ids.push(c.id);
             b.leases.push(c.lease);
             b.statuses.push(c.status.code());
@@ -510,7 +529,7 @@ pub struct Pruned {
 
 /// Deletes deliveries that finished (delivered or dead) more than `age`
 /// ago, with their attempt logs, then outbox rows older than `age` that no
-/// delivery refers to any more. Works in batches of `batch` rows, each its
+/// delivery refers to any more, then hourly counts older than `age`. Works in batches of `batch` rows, each its
 /// own short transaction, so it never holds locks for long.
 ///
 /// A pruned outbox row takes its idempotency key with it: the same
@@ -558,6 +577,10 @@ pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<
             break;
         }
     }
+    sqlx::query("DELETE FROM outhook.endpoint_hourly WHERE hour < now() - make_interval(secs => $1)")
+        .bind(age.as_secs_f64())
+        .execute(pool)
+        .await?;
     Ok(total)
 }
 

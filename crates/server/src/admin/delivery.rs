@@ -2,11 +2,12 @@
 //! an endpoint's dead letters, and per-endpoint stats.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use outhook_dispatcher::db::attempt::{Attempt, HourlyOutcome, attempt_count_hourly, attempt_list};
+use outhook_dispatcher::db::attempt::{Attempt, HourlyOutcome, attempt_list};
 use outhook_dispatcher::db::delivery::{
     Delivery, DeliveryFilter, DeliveryStatus, delivery_get, delivery_list, delivery_requeue,
     delivery_requeue_dead_since,
 };
+use outhook_dispatcher::db::endpoint_health::endpoint_hourly_list;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -95,12 +96,17 @@ pub async fn recover(pool: &PgPool, scope: &Scope, endpoint_id: Uuid, since: Dat
 }
 
 /// Attempts to an endpoint by hour and outcome over the last `hours`
-/// hours (24 or 168).
+/// hours (1 to 168), from the workers' running counts (up to a second
+/// behind the attempt log).
 pub async fn stats(pool: &PgPool, scope: &Scope, endpoint_id: Uuid, hours: i64) -> Result<Vec<HourlyOutcome>> {
     if !(1..=168).contains(&hours) {
         return Err(Error::parameter("period", "1 hour to 7 days"));
     }
     super::endpoint::get(pool, scope, endpoint_id).await?;
     let since = Utc::now() - TimeDelta::hours(hours);
-    Ok(attempt_count_hourly(pool, endpoint_id, since).await?)
+    Ok(endpoint_hourly_list(pool, &[endpoint_id], since)
+        .await?
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect())
 }

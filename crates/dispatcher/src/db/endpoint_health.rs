@@ -1,0 +1,197 @@
+//! `outhook.endpoint_health`: each endpoint's last success, last failure
+//! and failure streak, as the workers saw them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::Result;
+
+/// An endpoint's health.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct EndpointHealth {
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+    /// When it was last attempted.
+    pub last_attempt_at: DateTime<Utc>,
+    /// When it last answered 2xx, if ever.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When an attempt last failed, if ever.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// Failed attempts since the last success.
+    pub failure_streak: i32,
+}
+
+/// What some attempts to one endpoint add to its health. Merged in the
+/// order the attempts were made: a success resets the streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HealthDelta {
+    pub last_attempt_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// Failures after the last success in this delta (or all of them).
+    pub streak: i32,
+}
+
+impl HealthDelta {
+    /// One attempt.
+    pub fn attempt(at: DateTime<Utc>, success: bool) -> Self {
+        Self {
+            last_attempt_at: at,
+            last_success_at: success.then_some(at),
+            last_failure_at: (!success).then_some(at),
+            streak: i32::from(!success),
+        }
+    }
+
+    /// `self`, then `later`.
+    pub fn then(self, later: Self) -> Self {
+        Self {
+            last_attempt_at: self.last_attempt_at.max(later.last_attempt_at),
+            last_success_at: self.last_success_at.max(later.last_success_at),
+            last_failure_at: self.last_failure_at.max(later.last_failure_at),
+            streak: if later.last_success_at.is_some() {
+                later.streak
+            } else {
+                self.streak.saturating_add(later.streak)
+            },
+        }
+    }
+}
+
+/// Attempt counts keyed by endpoint, hour (Unix seconds of its start) and
+/// outcome.
+pub(crate) type HourlyCounts = HashMap<(Uuid, i64, &'static str), i64>;
+
+/// The start of the hour of `at`, in Unix seconds.
+pub(crate) fn hour_of(at: DateTime<Utc>) -> i64 {
+    let t = at.timestamp();
+    t - t.rem_euclid(3600)
+}
+
+/// Adds deltas to the stored health and hourly counts in one transaction:
+/// a delta with a success replaces the streak, one without adds to it.
+/// Written without waiting for the WAL flush, so the rows' locks are held
+/// only briefly.
+pub(crate) async fn endpoint_health_add(
+    pool: &PgPool,
+    deltas: &HashMap<Uuid, HealthDelta>,
+    hourly: &HourlyCounts,
+) -> Result<()> {
+    let mut rows: Vec<(&Uuid, &HealthDelta)> = deltas.iter().collect();
+    // One lock order for every worker, so two flushes cannot deadlock.
+    rows.sort_by_key(|(id, _)| **id);
+    let ids: Vec<Uuid> = rows.iter().map(|(id, _)| **id).collect();
+    let attempted: Vec<DateTime<Utc>> = rows.iter().map(|(_, d)| d.last_attempt_at).collect();
+    let succeeded: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, d)| d.last_success_at).collect();
+    let failed: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, d)| d.last_failure_at).collect();
+    let streaks: Vec<i32> = rows.iter().map(|(_, d)| d.streak).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO outhook.endpoint_health AS h
+             (endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak)
+         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::int[])
+         ON CONFLICT (endpoint_id) DO UPDATE SET
+             last_attempt_at = greatest(h.last_attempt_at, excluded.last_attempt_at),
+             last_success_at = greatest(h.last_success_at, excluded.last_success_at),
+             last_failure_at = greatest(h.last_failure_at, excluded.last_failure_at),
+             failure_streak = CASE WHEN excluded.last_success_at IS NOT NULL THEN excluded.failure_streak
+                                   ELSE h.failure_streak + excluded.failure_streak END",
+    )
+    .bind(ids)
+    .bind(attempted)
+    .bind(succeeded)
+    .bind(failed)
+    .bind(streaks)
+    .execute(&mut *tx)
+    .await?;
+    let mut counts: Vec<(&(Uuid, i64, &str), &i64)> = hourly.iter().collect();
+    counts.sort();
+    let ids: Vec<Uuid> = counts.iter().map(|((id, _, _), _)| *id).collect();
+    let hours: Vec<DateTime<Utc>> = counts
+        .iter()
+        .map(|((_, h, _), _)| DateTime::from_timestamp(*h, 0).unwrap_or_default())
+        .collect();
+    let outcomes: Vec<&str> = counts.iter().map(|((_, _, o), _)| *o).collect();
+    let n: Vec<i64> = counts.iter().map(|(_, n)| **n).collect();
+    sqlx::query(
+        "INSERT INTO outhook.endpoint_hourly AS c (endpoint_id, hour, outcome, count)
+         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::bigint[])
+         ON CONFLICT (endpoint_id, hour, outcome) DO UPDATE SET count = c.count + excluded.count",
+    )
+    .bind(ids)
+    .bind(hours)
+    .bind(outcomes)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The health of these endpoints (those never attempted are absent).
+pub async fn endpoint_health_list(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<EndpointHealth>> {
+    Ok(sqlx::query_as(
+        "SELECT endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak
+         FROM outhook.endpoint_health WHERE endpoint_id = ANY ($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Attempts to `endpoints` since `since`, counted by hour and outcome,
+/// oldest hour first (from the workers' running counts, up to a second
+/// behind the attempt log).
+pub async fn endpoint_hourly_list(
+    pool: &PgPool,
+    endpoints: &[Uuid],
+    since: DateTime<Utc>,
+) -> Result<Vec<(Uuid, crate::db::attempt::HourlyOutcome)>> {
+    let rows: Vec<(Uuid, DateTime<Utc>, String, i64)> = sqlx::query_as(
+        "SELECT endpoint_id, hour, outcome, count FROM outhook.endpoint_hourly
+         WHERE endpoint_id = ANY ($1) AND hour >= date_trunc('hour', $2::timestamptz)
+         ORDER BY hour, outcome",
+    )
+    .bind(endpoints)
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, hour, outcome, count)| (id, crate::db::attempt::HourlyOutcome { hour, outcome, count }))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).single().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_success_resets_the_streak_and_failures_after_it_count_again() {
+        let d = HealthDelta::attempt(at(1), false)
+            .then(HealthDelta::attempt(at(2), false))
+            .then(HealthDelta::attempt(at(3), true))
+            .then(HealthDelta::attempt(at(4), false));
+        assert_eq!(d.streak, 1);
+        assert_eq!(d.last_success_at, Some(at(3)));
+        assert_eq!(d.last_failure_at, Some(at(4)));
+        assert_eq!(d.last_attempt_at, at(4));
+    }
+
+    #[test]
+    fn failures_without_a_success_add_up() {
+        let d = HealthDelta::attempt(at(1), false).then(HealthDelta::attempt(at(2), false));
+        assert_eq!((d.streak, d.last_success_at), (2, None));
+    }
+}
