@@ -10,7 +10,9 @@
 //!   the SQL path it wraps (pgbench: one `INSERT INTO outhook.outbox` per
 //!   transaction from 64 connections) in the same run; serve's peak RSS.
 //! - `listing`: delivery listing and one delivery's attempt log, with a
-//!   million attempts logged, from 8 connections.
+//!   million attempts logged, from 8 connections; then the portal's pages
+//!   on the same data, as the customer (a portal link's session) and as an
+//!   operator.
 //!
 //! Prints one JSON line per measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -317,7 +319,86 @@ async fn listing(url: &str) -> Result<Vec<serde_json::Value>> {
             "p50_ms": round(w.p50_ms, 2), "p99_ms": round(w.p99_ms, 2), "non_2xx": w.non_2xx,
         }));
     }
+
+    // The portal on the same data: a customer through a link, an operator
+    // through an admin token.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let link = outhook(url, &["portal-link", "--owner", "acme", "--public-url", &serve.base])?;
+    let customer = session_cookie(&http.get(link.trim()).send().await?)?;
+    let signed_in = http
+        .post(format!("{}/portal/login", serve.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", token.trim()))
+        .send()
+        .await?;
+    let operator = session_cookie(&signed_in)?;
+    let refunded = "item.refunded";
+    for (who, cookie, name, path) in [
+        (
+            "customer",
+            &customer,
+            "delivery log, newest 50",
+            "/portal/deliveries".to_owned(),
+        ),
+        (
+            "customer",
+            &customer,
+            "delivery log, failed",
+            "/portal/deliveries?status=dead".to_owned(),
+        ),
+        (
+            "customer",
+            &customer,
+            "delivery log, by event type",
+            format!("/portal/deliveries?event_type={refunded}"),
+        ),
+        (
+            "customer",
+            &customer,
+            "a delivery and its attempt",
+            format!("/portal/deliveries/{middle}"),
+        ),
+        ("customer", &customer, "endpoints with health", "/portal".to_owned()),
+        (
+            "customer",
+            &customer,
+            "an endpoint's page",
+            format!("/portal/endpoints/{endpoint}"),
+        ),
+        (
+            "operator",
+            &operator,
+            "delivery log, newest 50",
+            "/portal/deliveries".to_owned(),
+        ),
+    ] {
+        let w = wrk(
+            8,
+            10,
+            "portal.lua",
+            &format!("{}{path}", serve.base),
+            &[("OUTHOOK_BENCH_COOKIE", cookie.as_str())],
+        )?;
+        lines.push(serde_json::json!({
+            "scenario": "portal", "who": who, "page": name, "path": path, "attempts_logged": attempts,
+            "tool": "wrk -t2 -c8 -d10s", "requests_per_second": w.rps.round(),
+            "p50_ms": round(w.p50_ms, 2), "p99_ms": round(w.p99_ms, 2), "non_2xx": w.non_2xx,
+        }));
+    }
     Ok(lines)
+}
+
+/// The `name=value` of a response's session cookie.
+fn session_cookie(response: &reqwest::Response) -> Result<String> {
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+        .context("no session cookie")
 }
 
 fn main() -> Result<()> {

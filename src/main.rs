@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::admin::{DeliveriesCommand, EndpointCommand, SendArgs, SigningKeyCommand, TokenCommand};
+use commands::admin::{DeliveriesCommand, EndpointCommand, PortalLinkArgs, SendArgs, SigningKeyCommand, TokenCommand};
 use commands::worker::{DbArgs, RunArgs, ServeArgs};
 use outhook_dispatcher::IpNet;
 use outhook_dispatcher::http::AddressPolicy;
@@ -60,6 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Print a short-lived link that opens the delivery portal for one owner.
+    PortalLink(PortalLinkArgs),
     /// Manage endpoints.
     Endpoint {
         #[command(subcommand)]
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Token { command } => block_on(commands::admin::token(db, command)),
+        Command::PortalLink(args) => block_on(commands::admin::portal_link(db, args)),
         Command::Endpoint { command } => block_on(commands::admin::endpoint(db, policy, command)),
         Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),
         Command::Send(args) => block_on(commands::admin::send(db, args)),

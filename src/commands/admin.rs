@@ -88,6 +88,10 @@ pub enum EndpointCommand {
         /// (default `webhook-id`; "" for none).
         #[arg(long)]
         message_id_header: Option<String>,
+        /// Disable it after failing this long without a success (default: the
+        /// worker's --auto-disable-after; 0s: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        auto_disable_after: Option<Duration>,
     },
     /// List endpoints.
     List {
@@ -125,6 +129,18 @@ pub enum EndpointCommand {
         /// A new message-id header name ("" for none).
         #[arg(long)]
         message_id_header: Option<String>,
+        /// A new auto-disable window (0s: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        auto_disable_after: Option<Duration>,
+    },
+    /// Each endpoint's health: last success, failures in a row, state.
+    Health {
+        /// Only this owner's.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop deliveries to an endpoint.
     Disable {
@@ -174,6 +190,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             secret,
             signing_key,
             message_id_header,
+            auto_disable_after,
         } => {
             let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
@@ -196,6 +213,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     secret: secret.map(Secret::new),
                     signing_key,
                     message_id_header,
+                    auto_disable_after,
                 },
             )
             .await?;
@@ -226,6 +244,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             headers,
             description,
             message_id_header,
+            auto_disable_after,
         } => {
             let patch = EndpointPatch {
                 url,
@@ -243,10 +262,66 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                 },
                 description,
                 message_id_header,
+                auto_disable_after,
                 ..EndpointPatch::default()
             };
             let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;
             outln!("{}", endpoint_line(&e))?;
+        }
+        EndpointCommand::Health { owner, json } => {
+            let list = endpoint_list(&pool, owner.as_deref()).await?;
+            let health = admin::endpoint::health(&pool, &list).await?;
+            if json {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|e| {
+                        let h = health.get(&e.id);
+                        serde_json::json!({
+                            "id": e.id, "owner": e.owner, "url": e.url, "enabled": e.enabled,
+                            "disabled_reason": e.disabled_reason, "disabled_at": e.disabled_at,
+                            "last_success_at": h.and_then(|h| h.last_success_at),
+                            "last_failure_at": h.and_then(|h| h.last_failure_at),
+                            "failure_streak": h.map_or(0, |h| h.failure_streak),
+                            "failing_since": h.and_then(|h| h.failing_since),
+                        })
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("never".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                };
+                outln!(
+                    "{:<36}  {:<12} {:<19}  {:>7}  {:<19}  {}",
+                    "endpoint",
+                    "owner",
+                    "last success",
+                    "failing",
+                    "failing since",
+                    "state"
+                )?;
+                for e in &list {
+                    let h = health.get(&e.id);
+                    let state = if e.enabled {
+                        "enabled".to_owned()
+                    } else {
+                        format!(
+                            "disabled {}: {}",
+                            at(e.disabled_at),
+                            e.disabled_reason.as_deref().unwrap_or("")
+                        )
+                    };
+                    outln!(
+                        "{:<36}  {:<12} {:<19}  {:>7}  {:<19}  {}",
+                        e.id,
+                        e.owner,
+                        at(h.and_then(|h| h.last_success_at)),
+                        h.map_or(0, |h| h.failure_streak),
+                        h.and_then(|h| h.failing_since).map_or("-".to_owned(), |t| at(Some(t))),
+                        state
+                    )?;
+                }
+            }
         }
         EndpointCommand::Disable { id, reason } => {
             let e = admin::endpoint::set_enabled(&pool, &scope, id, false, reason.as_deref()).await?;
@@ -487,7 +562,9 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                     d.status.as_str(),
                     d.attempts
                 )?;
-                if let Some(at) = d.next_attempt_at {
+                if d.held {
+                    outln!("held until the endpoint is enabled")?;
+                } else if let Some(at) = d.next_attempt_at {
                     outln!("next attempt at {at}")?;
                 }
                 for a in &attempts {
@@ -601,6 +678,44 @@ pub async fn token(db: DbArgs, cmd: TokenCommand) -> Result<ExitCode> {
             let t = admin::token::revoke(&pool, id).await?;
             outln!("revoked {}", t.id)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outhook portal-link`.
+#[derive(clap::Args)]
+pub struct PortalLinkArgs {
+    /// The owner whose portal the link opens.
+    #[arg(long)]
+    owner: String,
+    /// How long the link works (1m to 7d).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// Where customers reach `outhook serve` (the same as serve's --public-url).
+    #[arg(long, env = "OUTHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    public_url: String,
+    /// Print JSON (url, owner, expires_at).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints a link that opens the delivery portal for one owner.
+pub async fn portal_link(db: DbArgs, args: PortalLinkArgs) -> Result<ExitCode> {
+    let pool = db.pool(1).await?;
+    let link = admin::portal::link(
+        &pool,
+        &Scope::Admin,
+        Some(&args.owner),
+        Some(args.ttl),
+        &args.public_url,
+    )
+    .await?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "url": link.url, "owner": link.owner, "expires_at": link.expires_at,
+        }))?;
+    } else {
+        outln!("{}", link.url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

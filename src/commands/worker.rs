@@ -93,6 +93,15 @@ pub struct WorkerArgs {
     /// The worker's database connections at most.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
+    /// Disable an endpoint whose attempts have all failed for this long (its
+    /// deliveries are held until it is enabled); an endpoint's own setting
+    /// wins; 0s: never.
+    #[arg(long, env = "OUTHOOK_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    auto_disable_after: Duration,
+    /// How often the worker checks for failing endpoints and sweeps held
+    /// deliveries past the retry age limit.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    maintenance_interval: Duration,
 }
 
 impl WorkerArgs {
@@ -114,6 +123,8 @@ impl WorkerArgs {
             .listen(!self.no_listen)
             .https_only(policy.https_only)
             .max_response_bytes(self.max_response_bytes)
+            .auto_disable_after(self.auto_disable_after)
+            .maintenance_interval(self.maintenance_interval)
             .retry_policy(retry);
         if let Some(lease) = self.lease {
             builder = builder.lease(lease);
@@ -209,6 +220,22 @@ pub struct ServeArgs {
     /// The API's database connections at most (the worker has its own).
     #[arg(long, env = "OUTHOOK_API_POOL_SIZE", default_value_t = 16)]
     api_pool_size: u32,
+    /// Where customers reach this server (e.g. https://hooks.example.com):
+    /// portal links are built on it, and https makes the portal's cookies
+    /// Secure. Unset, links use the request's Host.
+    #[arg(long, env = "OUTHOOK_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// An origin that may show the portal in an iframe (CSP frame-ancestors);
+    /// repeat or separate with commas. Cross-site iframes also need https.
+    #[arg(
+        long = "portal-frame-ancestor",
+        env = "OUTHOOK_PORTAL_FRAME_ANCESTORS",
+        value_delimiter = ','
+    )]
+    portal_frame_ancestors: Vec<String>,
+    /// How long a portal session lasts after signing in or opening a link.
+    #[arg(long, env = "OUTHOOK_PORTAL_SESSION_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    portal_session_ttl: Duration,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -216,6 +243,15 @@ pub struct ServeArgs {
 /// `outhook serve`: the HTTP API and, unless `--no-worker`, the worker, in
 /// one process, until SIGINT or SIGTERM.
 pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result<ExitCode> {
+    for origin in &args.portal_frame_ancestors {
+        let ok = !origin.is_empty()
+            && origin
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '-' | '*' | '[' | ']'));
+        if !ok {
+            anyhow::bail!("--portal-frame-ancestor {origin:?}: give an origin such as https://app.example.com");
+        }
+    }
     let api_pool = db.pool(args.api_pool_size).await?;
     let handle = outhook_server::metrics::install()?;
     let state = AppState::new(
@@ -224,6 +260,9 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             addresses: policy.clone(),
             max_body_bytes: args.max_body_bytes,
             token_cache_ttl: args.token_cache_ttl,
+            public_url: args.public_url.clone(),
+            portal_frame_ancestors: args.portal_frame_ancestors.clone(),
+            portal_session_ttl: args.portal_session_ttl,
         },
         Some(handle.clone()),
     );

@@ -5,6 +5,7 @@ mod api;
 mod api_fuzz;
 mod cli_admin;
 mod cli_signing;
+mod portal;
 mod signing_interop;
 mod signing_tamper;
 mod worker_process;

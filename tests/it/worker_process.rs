@@ -355,3 +355,76 @@ async fn the_admin_commands_drive_a_delivery_and_no_secret_reaches_the_logs() {
         );
     }
 }
+
+/// The failing window lives in PostgreSQL: a worker killed halfway through
+/// it does not restart the clock. The replacement disables the endpoint on
+/// time, records why and when, and holds its deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_failing_window_survives_a_worker_restart() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Status(500));
+    let pool = setup(&url, &receiver).await;
+    enqueue(&pool, 3, 0).await;
+    let schedule = vec!["200ms"; 100].join(",");
+    let args = [
+        "--retry-schedule",
+        &schedule,
+        "--retry-jitter",
+        "0",
+        "--auto-disable-after",
+        "5s",
+        "--maintenance-interval",
+        "200ms",
+    ];
+    let mut first = worker(&url, &args);
+    receiver.wait_for(3, Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.kill().unwrap(); // SIGKILL, mid-window
+    first.wait().unwrap();
+    let (enabled,): (bool,) = sqlx::query_as("SELECT enabled FROM outhook.endpoint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(enabled, "not yet disabled when the worker died");
+    let restarted = chrono::Utc::now();
+    let mut second = worker(&url, &args);
+    let mut disabled = None;
+    for _ in 0..200 {
+        let row: (bool, Option<chrono::DateTime<chrono::Utc>>, Option<String>) =
+            sqlx::query_as("SELECT enabled, disabled_at, disabled_reason FROM outhook.endpoint")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if !row.0 {
+            disabled = Some((row.1.unwrap(), row.2.unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (disabled_at, reason) = disabled.expect("the endpoint was never disabled");
+    let (failing_since,): (chrono::DateTime<chrono::Utc>,) =
+        sqlx::query_as("SELECT failing_since FROM outhook.endpoint_health")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(failing_since < restarted, "the window began before the restart");
+    assert!(disabled_at - failing_since >= chrono::Duration::seconds(5));
+    assert!(
+        disabled_at - restarted < chrono::Duration::seconds(4),
+        "the clock was not restarted: disabled {} after the restart",
+        disabled_at - restarted
+    );
+    assert!(reason.contains("no successful delivery"), "{reason}");
+    signal(&second, "-TERM");
+    second.wait().unwrap();
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at = 'infinity'"
+        )
+        .await,
+        3,
+        "all three held, none dead"
+    );
+}

@@ -10,4 +10,5 @@ pub mod endpoint;
 pub mod endpoint_health;
 pub mod idempotency;
 pub mod outbox;
+pub mod server_key;
 pub mod signing_key;

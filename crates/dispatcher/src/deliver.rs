@@ -371,8 +371,19 @@ fn finish(
     metrics::counter!("outhook_attempts_total", "outcome" => o.outcome.as_str()).increment(1);
     metrics::histogram!("outhook_attempt_duration_seconds").record(f64::from(duration_ms) / 1000.0);
     let gone = o.status == Some(410);
+    let held = o.outcome == Outcome::EndpointDisabled;
     let (status, next_attempt_at, mut error) = if o.outcome == Outcome::Delivered {
         (DeliveryStatus::Delivered, None, None)
+    } else if held {
+        // Not lost: it waits until the endpoint is enabled again.
+        (
+            DeliveryStatus::Pending,
+            None,
+            Some(format!(
+                "held until the endpoint is enabled ({})",
+                o.error.as_deref().unwrap_or("disabled")
+            )),
+        )
     } else if gone || !o.outcome.retryable() {
         (DeliveryStatus::Dead, None, o.error.clone())
     } else {
@@ -415,6 +426,7 @@ fn finish(
         next_attempt_at,
         error: error.clone(),
         disable_endpoint: gone.then(|| "410 Gone".to_owned()),
+        held,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

@@ -33,9 +33,26 @@ pub struct DispatcherBuilder {
     shutdown_grace: Option<Duration>,
     http: HttpSettings,
     retry: RetryPolicy,
+    auto_disable_after: Duration,
+    maintenance_interval: Duration,
 }
 
 impl DispatcherBuilder {
+    /// Disable an endpoint whose attempts have all failed for this long
+    /// (default 5 days, Svix's rule); its deliveries are held, not lost.
+    /// An endpoint's own setting wins; zero: never.
+    pub fn auto_disable_after(mut self, window: Duration) -> Self {
+        self.auto_disable_after = window;
+        self
+    }
+
+    /// How often maintenance runs: auto-disable, and the sweep of held
+    /// deliveries (default 30 s).
+    pub fn maintenance_interval(mut self, every: Duration) -> Self {
+        self.maintenance_interval = every;
+        self
+    }
+
     /// Attempts in flight at most (default 256).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -159,6 +176,8 @@ impl DispatcherBuilder {
             endpoint_cache_ttl: self.endpoint_cache_ttl,
             shutdown_grace: grace,
             stats: Arc::new(Stats::default()),
+            auto_disable_after: self.auto_disable_after,
+            maintenance_interval: self.maintenance_interval,
         })
     }
 }
@@ -175,6 +194,8 @@ pub struct Dispatcher {
     endpoint_cache_ttl: Duration,
     shutdown_grace: Duration,
     stats: Arc<Stats>,
+    auto_disable_after: Duration,
+    maintenance_interval: Duration,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -203,6 +224,8 @@ impl Dispatcher {
             shutdown_grace: None,
             http: HttpSettings::default(),
             retry: RetryPolicy::default(),
+            auto_disable_after: Duration::from_secs(5 * 24 * 3600),
+            maintenance_interval: Duration::from_secs(30),
         }
     }
 
@@ -239,6 +262,14 @@ impl Dispatcher {
                 Duration::from_secs(15),
             ))
         });
+        let maintenance = tokio::spawn(crate::maintain::run(
+            self.pool.clone(),
+            self.maintenance_interval,
+            self.auto_disable_after,
+            self.ctx.retry.max_age(),
+            endpoints.clone(),
+            stop.clone(),
+        ));
         let held = Arc::new(Mutex::new(HashMap::new()));
         let claimer = Claimer {
             pool: self.pool.clone(),
@@ -286,6 +317,7 @@ impl Dispatcher {
         if let Some(l) = listener {
             let _ = l.await;
         }
+        let _ = maintenance.await;
         Ok(self.stats.summary())
     }
 }

@@ -8,6 +8,7 @@ mod dispatcher;
 mod endpoint;
 mod error;
 pub mod http;
+mod maintain;
 mod migrate;
 mod retry;
 mod stats;

@@ -98,6 +98,11 @@ impl RetryPolicy {
         self
     }
 
+    /// No attempt is scheduled later than this after a delivery's first.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// Sets the age after which no further attempt is scheduled.
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;

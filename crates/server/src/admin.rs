@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod endpoint;
 pub mod key;
 pub mod message;
+pub mod portal;
 pub mod token;
 
 use outhook_dispatcher::http::UrlError;

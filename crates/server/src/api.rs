@@ -7,6 +7,7 @@ pub mod health;
 pub mod keys;
 pub mod messages;
 pub mod model;
+pub mod portal;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -108,6 +109,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::read))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/portal-links", post(portal::create))
         .route("/public-keys", get(keys::list))
         .route("/public-keys/{key}", get(keys::pem))
         .layer(axum::middleware::from_fn_with_state(

@@ -6,6 +6,7 @@ mod auth;
 mod idempotency;
 pub mod metrics;
 mod openapi;
+mod portal;
 pub mod problem;
 mod state;
 
@@ -19,11 +20,12 @@ use axum::routing::get;
 
 /// The API as an axum [`Router`]: mount it in an application with
 /// `.merge(...)` or `.nest("/webhooks", ...)`. Routes: `/v1/...`,
-/// `/.well-known/jwks.json`, `/healthz`, `/readyz`, `/metrics` and
-/// `/openapi.json`.
+/// `/.well-known/jwks.json`, `/healthz`, `/readyz`, `/metrics`,
+/// `/openapi.json` and the portal under `/portal`.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
     api::routes(&state)
+        .merge(portal::routes(&state))
         .route(
             "/openapi.json",
             get(|| async { ([(http::header::CONTENT_TYPE, "application/json")], openapi_json()) }),

@@ -49,6 +49,10 @@ fn describe() {
     );
     metrics::describe_gauge!("outhook_deliveries_dead", "Dead letters");
     metrics::describe_gauge!(
+        "outhook_deliveries_held",
+        "Pending deliveries held while their endpoint is disabled"
+    );
+    metrics::describe_gauge!(
         "outhook_oldest_due_seconds",
         metrics::Unit::Seconds,
         "How long the oldest due delivery has been due"
@@ -77,6 +81,7 @@ pub async fn maintain(
                 metrics::gauge!("outhook_deliveries_due").set(d.due as f64);
                 metrics::gauge!("outhook_deliveries_scheduled").set(d.scheduled as f64);
                 metrics::gauge!("outhook_deliveries_dead").set(d.dead as f64);
+                metrics::gauge!("outhook_deliveries_held").set(d.held as f64);
                 metrics::gauge!("outhook_oldest_due_seconds").set(d.oldest_due_seconds);
             }
             Err(e) => {

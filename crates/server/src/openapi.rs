@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{deliveries, endpoints, health, keys, messages, model};
+use crate::api::{deliveries, endpoints, health, keys, messages, model, portal};
 use crate::problem::Problem;
 
 struct BearerAuth;
@@ -34,6 +34,7 @@ impl Modify for BearerAuth {
         endpoints::secret, endpoints::rotate, deliveries::recover, deliveries::stats,
         messages::create, messages::list, messages::read, messages::replay,
         deliveries::list, deliveries::read, deliveries::retry,
+        portal::create,
         keys::jwks, keys::list, keys::pem,
         health::live, health::ready, health::metrics,
     ),
@@ -43,13 +44,14 @@ impl Modify for BearerAuth {
         model::MessageIn, model::MessageOut, model::MessageCreatedOut, model::MessageDetailOut, model::MessagePage,
         model::ReplayIn, model::ReplayOut, model::DeliveryOut, model::AttemptOut, model::DeliveryDetailOut,
         model::DeliveryPage, model::RecoverIn, model::RequeuedOut, model::StatsBucket, model::StatsOut,
-        model::HealthOut,
+        model::HealthOut, model::PortalLinkIn, model::PortalLinkOut,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "endpoints", description = "Where webhooks go"),
         (name = "messages", description = "Events to send"),
         (name = "deliveries", description = "One message to one endpoint, with its attempts"),
+        (name = "portal", description = "Links that open the delivery portal for one owner"),
         (name = "public keys", description = "The provider's RSA keys, without a token"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )

@@ -20,6 +20,15 @@ pub struct ServerConfig {
     /// How long a checked token is trusted before it is checked again; a
     /// revocation takes effect within this time.
     pub token_cache_ttl: Duration,
+    /// Where customers reach this server (`https://hooks.example.com`):
+    /// portal links are built on it, and an `https` address makes the
+    /// portal's cookies `Secure`. Unset, links use the request's `Host`.
+    pub public_url: Option<String>,
+    /// Origins that may put the portal in an iframe (CSP `frame-ancestors`);
+    /// empty: none may.
+    pub portal_frame_ancestors: Vec<String>,
+    /// How long a portal session lasts after signing in or opening a link.
+    pub portal_session_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +37,9 @@ impl Default for ServerConfig {
             addresses: AddressPolicy::default(),
             max_body_bytes: 1024 * 1024,
             token_cache_ttl: Duration::from_secs(1),
+            public_url: None,
+            portal_frame_ancestors: Vec::new(),
+            portal_session_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -50,6 +62,8 @@ struct Inner {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Shares commits between concurrent `POST /v1/messages`.
     ingest: crate::admin::message::Ingest,
+    /// The portal's signing key, read from the database on first use.
+    portal_key: tokio::sync::OnceCell<crate::admin::portal::PortalKey>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +90,7 @@ impl AppState {
                 tokens: Mutex::new(HashMap::new()),
                 metrics,
                 ingest: crate::admin::message::Ingest::start(pool.clone(), 256),
+                portal_key: tokio::sync::OnceCell::new(),
                 pool,
             }),
         }
@@ -94,6 +109,14 @@ impl AppState {
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// The portal's signing key (made in the database on first use).
+    pub async fn portal_key(&self) -> crate::admin::Result<&crate::admin::portal::PortalKey> {
+        self.inner
+            .portal_key
+            .get_or_try_init(|| crate::admin::portal::PortalKey::load(&self.inner.pool))
+            .await
     }
 
     /// The metrics renderer, if installed.

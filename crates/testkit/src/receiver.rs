@@ -22,6 +22,8 @@ pub enum Reply {
     Status(u16),
     /// This status after a pause.
     Delayed(Duration, u16),
+    /// This status with this text body.
+    Body(u16, String),
     /// `302 Found` to this location.
     Redirect(String),
     /// This status with a `Retry-After` header.
@@ -189,6 +191,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     match reply {
         Reply::Status(code) => status(code).into_response(),
+        Reply::Body(code, text) => (status(code), text).into_response(),
         Reply::Delayed(pause, code) => {
             tokio::time::sleep(pause).await;
             status(code).into_response()

@@ -120,6 +120,8 @@ pub(crate) struct Completion {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub disable_endpoint: Option<String>,
+    /// The endpoint was disabled: hold the delivery until it is enabled.
+    pub held: bool,
     pub attempt: NewAttempt,
 }
 
@@ -132,6 +134,7 @@ pub(crate) struct CompletionBatch {
     statuses: Vec<i16>,
     next: Vec<Option<DateTime<Utc>>>,
     errors: Vec<Option<String>>,
+    held: Vec<bool>,
     attempts: crate::db::attempt::Columns,
     /// Endpoints that answered `410 Gone`, to disable.
     pub gone: Vec<Uuid>,
@@ -153,6 +156,7 @@ impl CompletionBatch {
             statuses: Vec::with_capacity(n),
             next: Vec::with_capacity(n),
             errors: Vec::with_capacity(n),
+            held: Vec::with_capacity(n),
             attempts: crate::db::attempt::Columns::with_capacity(n),
             gone: Vec::new(),
             by_status: [0; 3],
@@ -176,6 +180,7 @@ impl CompletionBatch {
             b.by_status[usize::from(c.status.code().unsigned_abs()).min(2)] += 1;
             b.next.push(c.next_attempt_at);
             b.errors.push(c.error);
+            b.held.push(c.held);
             if c.disable_endpoint.is_some() {
                 b.gone.push(c.endpoint_id);
             }
@@ -201,11 +206,17 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
     let mut tx = pool.begin().await?;
     let written = sqlx::query(
         "WITH input AS (
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[])
-                 AS i(id, lease, status, next_at, error)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[], $20::bool[])
+                 AS i(id, lease, status, next_at, error, held)
          ), updated AS (
              UPDATE outhook.delivery d
-             SET status = i.status, next_attempt_at = coalesce(i.next_at, d.next_attempt_at),
+             SET status = i.status,
+                 -- A held delivery waits until its endpoint is enabled (unless
+                 -- it was enabled meanwhile).
+                 next_attempt_at = CASE WHEN i.held THEN
+                         (SELECT CASE WHEN e.enabled THEN now() ELSE 'infinity' END
+                          FROM outhook.endpoint e WHERE e.id = d.endpoint_id)
+                     ELSE coalesce(i.next_at, d.next_attempt_at) END,
                  finished_at = CASE WHEN i.status <> 0 THEN now() END, last_error = i.error
              FROM input i
              WHERE d.id = i.id AND d.lease = i.lease AND d.status = 0
@@ -242,11 +253,12 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
     .bind(&a.outcome[..])
     .bind(&a.error[..])
     .bind(&a.next_attempt_at[..])
+    .bind(&b.held[..])
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if !b.gone.is_empty() {
-        crate::db::endpoint::endpoint_disable_many(&mut *tx, &b.gone, "410 Gone: the receiver asked to stop").await?;
+        crate::db::endpoint::endpoint_disable_many(&mut tx, &b.gone, "410 Gone: the receiver asked to stop").await?;
     }
     tx.commit().await?;
     Ok(written)
@@ -265,6 +277,64 @@ pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) ->
     .execute(pool)
     .await?
     .rows_affected())
+}
+
+/// Holds the pending deliveries of disabled endpoints: they wait (at
+/// `infinity`, past every claim) until the endpoint is enabled. Rows in
+/// flight keep their lease: their result is written as usual, and if it
+/// schedules a retry, the next claim finds the endpoint disabled and holds
+/// the row then.
+pub(crate) async fn delivery_hold(tx: &mut sqlx::PgConnection, endpoints: &[Uuid]) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE outhook.delivery SET next_attempt_at = 'infinity'
+         WHERE endpoint_id = ANY($1) AND status = 0 AND next_attempt_at <> 'infinity'",
+    )
+    .bind(endpoints)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Makes an endpoint's held deliveries due now, one microsecond apart in
+/// enqueue order (the claim takes them in that order), each with a fresh
+/// count of attempts; their retry age still counts from when they started.
+pub(crate) async fn delivery_resume_held(tx: &mut sqlx::PgConnection, endpoint: Uuid) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE outhook.delivery d
+         SET next_attempt_at = now() + h.n * interval '1 microsecond', attempts_base = d.attempts
+         FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outhook.delivery
+               WHERE endpoint_id = $1 AND status = 0 AND next_attempt_at = 'infinity') h
+         WHERE d.id = h.id",
+    )
+    .bind(endpoint)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Held deliveries that started longer than `max_age` ago become dead
+/// letters with that reason; held deliveries whose endpoint is enabled
+/// (an enable that raced a hold) become due. Returns (dead, resumed).
+pub(crate) async fn delivery_held_sweep(pool: &PgPool, max_age: Duration) -> Result<(u64, u64)> {
+    let dead = sqlx::query(
+        "UPDATE outhook.delivery SET status = 2, finished_at = now(), lease = lease + 1,
+                last_error = 'held while the endpoint was disabled, past the retry age limit'
+         WHERE status = 0 AND next_attempt_at = 'infinity'
+           AND cycle_started_at < now() - make_interval(secs => $1)",
+    )
+    .bind(max_age.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let resumed = sqlx::query(
+        "UPDATE outhook.delivery d SET next_attempt_at = now(), attempts_base = d.attempts
+         FROM outhook.endpoint e
+         WHERE d.status = 0 AND d.next_attempt_at = 'infinity' AND e.id = d.endpoint_id AND e.enabled",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok((dead, resumed))
 }
 
 /// What a re-queue sets: due now, a fresh retry cycle, and a new lease so a
@@ -371,8 +441,10 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts made, all cycles together.
     pub attempts: i32,
-    /// When the next attempt is due (pending only).
+    /// When the next attempt is due (pending and not held only).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Pending, and held until its endpoint is enabled.
+    pub held: bool,
     /// The last failure's reason.
     pub last_error: Option<String>,
     /// When the event was enqueued.
@@ -390,7 +462,7 @@ struct DeliveryRow {
     endpoint_id: Uuid,
     status: i16,
     attempts: i32,
-    next_attempt_at: DateTime<Utc>,
+    next_attempt_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     enqueued_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
@@ -407,7 +479,8 @@ impl From<DeliveryRow> for Delivery {
             endpoint_id: r.endpoint_id,
             status,
             attempts: r.attempts,
-            next_attempt_at: (status == DeliveryStatus::Pending).then_some(r.next_attempt_at),
+            next_attempt_at: r.next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
+            held: status == DeliveryStatus::Pending && r.next_attempt_at.is_none(),
             last_error: r.last_error,
             enqueued_at: r.enqueued_at,
             finished_at: r.finished_at,
@@ -440,7 +513,8 @@ pub struct DeliveryFilter {
 
 const SELECT: &str =
     "SELECT d.id, d.message_id, o.uid AS message_uid, o.event_type, d.endpoint_id, d.status, d.attempts,
-                             d.next_attempt_at, d.last_error, o.created_at AS enqueued_at, d.finished_at
+                             nullif(d.next_attempt_at, 'infinity') AS next_attempt_at, d.last_error,
+                             o.created_at AS enqueued_at, d.finished_at
                       FROM outhook.delivery d JOIN outhook.outbox o ON o.id = d.message_id";
 
 /// Deliveries matching `filter`, newest first.
@@ -616,6 +690,7 @@ mod tests {
             next_attempt_at: None,
             error: None,
             disable_endpoint: None,
+            held: false,
             attempt: NewAttempt {
                 attempt: row.attempts,
                 started_at: Utc::now(),
@@ -763,6 +838,8 @@ pub struct QueueDepth {
     pub due: i64,
     /// Pending deliveries waiting for a later attempt (or leased by a worker).
     pub scheduled: i64,
+    /// Pending deliveries held while their endpoint is disabled.
+    pub held: i64,
     /// Dead letters.
     pub dead: i64,
     /// How long the oldest due delivery has been due, in seconds.
@@ -773,7 +850,8 @@ pub struct QueueDepth {
 pub async fn delivery_queue_depth(pool: &PgPool) -> Result<QueueDepth> {
     Ok(sqlx::query_as(
         "SELECT count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
-                count(*) FILTER (WHERE next_attempt_at > now()) AS scheduled,
+                count(*) FILTER (WHERE next_attempt_at > now() AND next_attempt_at <> 'infinity') AS scheduled,
+                count(*) FILTER (WHERE next_attempt_at = 'infinity') AS held,
                 (SELECT count(*) FROM outhook.delivery WHERE status = 2) AS dead,
                 coalesce(greatest(extract(epoch FROM now() - min(next_attempt_at)), 0), 0)::float8 AS oldest_due_seconds
          FROM outhook.delivery WHERE status = 0",

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::error::Result;
 
-const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, headers, \
-                       description, signing_key_id, message_id_header, created_at, updated_at";
+const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, disabled_at, \
+                       auto_disable_after_secs, headers, description, signing_key_id, message_id_header, created_at, \
+                       updated_at";
 
 /// An endpoint, as administrators see it (secrets are never included).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -31,6 +32,11 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
+    /// When it was disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Disabled after this many seconds of failures without a success;
+    /// `None`: the worker's default, `0`: never.
+    pub auto_disable_after_secs: Option<i32>,
     /// Static headers added to every request. They may carry credentials:
     /// serialised (as `endpoint show` prints them) with values redacted.
     #[serde(serialize_with = "redacted_values")]
@@ -82,6 +88,9 @@ pub struct NewEndpoint {
     /// The header carrying the message id: `None` for `webhook-id`, empty
     /// for none.
     pub message_id_header: Option<String>,
+    /// Disable after this many seconds of failures without a success;
+    /// `None`: the worker's default, `0`: never.
+    pub auto_disable_after_secs: Option<i32>,
 }
 
 fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
@@ -98,8 +107,8 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     let mut tx = pool.begin().await?;
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
-                                       message_id_header)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+                                       message_id_header, auto_disable_after_secs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -110,6 +119,7 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(&new.description)
     .bind(new.signing_key_id)
     .bind(&new.message_id_header)
+    .bind(new.auto_disable_after_secs)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -188,6 +198,10 @@ pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("DELETE FROM outhook.endpoint_health WHERE endpoint_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(endpoint)
 }
@@ -223,6 +237,16 @@ pub async fn endpoint_secret_list(pool: &PgPool, id: Uuid) -> Result<Vec<Endpoin
         .collect())
 }
 
+/// The endpoints with these ids (unknown ids are left out).
+pub async fn endpoint_get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Endpoint>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outhook.endpoint WHERE id = ANY ($1)"
+    )))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// One endpoint.
 pub async fn endpoint_get(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -249,6 +273,8 @@ pub struct EndpointUpdate {
     pub scheme_settings: Option<serde_json::Value>,
     /// A new message-id header name (empty for none).
     pub message_id_header: Option<String>,
+    /// A new auto-disable window in seconds (0: never).
+    pub auto_disable_after_secs: Option<i32>,
 }
 
 /// Applies `update` to endpoint `id`.
@@ -257,7 +283,8 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
         "UPDATE outhook.endpoint SET url = coalesce($2, url), event_types = coalesce($3, event_types),
                 headers = coalesce($4, headers), description = coalesce($5, description),
                 scheme_settings = coalesce($6, scheme_settings),
-                message_id_header = coalesce($7, message_id_header), updated_at = now()
+                message_id_header = coalesce($7, message_id_header),
+                auto_disable_after_secs = coalesce($8, auto_disable_after_secs), updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
@@ -267,41 +294,72 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(&update.description)
     .bind(&update.scheme_settings)
     .bind(&update.message_id_header)
+    .bind(update.auto_disable_after_secs)
     .fetch_optional(pool)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))
 }
 
-/// Enables an endpoint, or disables it with a reason.
+/// Enables an endpoint, or disables it with a reason, in one transaction
+/// with its deliveries: disabling holds every pending one (they wait, they
+/// are not lost); enabling makes the held ones due again, in order, with a
+/// fresh count of attempts (their retry age still counts from their start).
 pub async fn endpoint_set_enabled(pool: &PgPool, id: Uuid, enabled: bool, reason: Option<&str>) -> Result<Endpoint> {
     let reason = if enabled {
         None
     } else {
         Some(reason.unwrap_or("disabled by an operator"))
     };
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE outhook.endpoint SET enabled = $2, disabled_reason = $3, updated_at = now()
+    let mut tx = pool.begin().await?;
+    let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE outhook.endpoint SET enabled = $2, disabled_reason = $3,
+                disabled_at = CASE WHEN $2 THEN NULL WHEN enabled THEN now() ELSE disabled_at END,
+                enabled_at = CASE WHEN $2 AND NOT enabled THEN now() ELSE enabled_at END, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(enabled)
     .bind(reason)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
-    .ok_or(crate::Error::NotFound("endpoint"))
+    .ok_or(crate::Error::NotFound("endpoint"))?;
+    if enabled {
+        crate::db::delivery::delivery_resume_held(&mut tx, id).await?;
+        // A fresh start: the failing window begins again (enabled_at also
+        // covers counts a worker has not written yet).
+        sqlx::query(
+            "UPDATE outhook.endpoint_health SET failing_since = NULL, failure_streak = 0 WHERE endpoint_id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        crate::db::delivery::delivery_hold(&mut tx, &[id]).await?;
+    }
+    tx.commit().await?;
+    Ok(endpoint)
 }
 
-/// Disables endpoints after a `410 Gone`, inside the completion transaction.
-pub(crate) async fn endpoint_disable_many<'e>(executor: impl PgExecutor<'e>, ids: &[Uuid], reason: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE outhook.endpoint SET enabled = false, disabled_reason = $2, updated_at = now()
-         WHERE id = ANY($1) AND enabled",
+/// Disables endpoints (after a `410 Gone`, or failing too long) and holds
+/// their pending deliveries, inside the caller's transaction. Returns the
+/// ids that were enabled until now.
+pub(crate) async fn endpoint_disable_many(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<Vec<Uuid>> {
+    let disabled: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE outhook.endpoint SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+         WHERE id = ANY($1) AND enabled RETURNING id",
     )
     .bind(ids)
     .bind(reason)
-    .execute(executor)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    if !disabled.is_empty() {
+        crate::db::delivery::delivery_hold(&mut *tx, &disabled).await?;
+    }
+    Ok(disabled)
 }
 
 /// Adds `secret` as the newest and lets the current ones expire after

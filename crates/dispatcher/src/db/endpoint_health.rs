@@ -22,6 +22,8 @@ pub struct EndpointHealth {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// Failed attempts since the last success.
     pub failure_streak: i32,
+    /// The first failure after the last success: when the failing began.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// What some attempts to one endpoint add to its health. Merged in the
@@ -33,6 +35,8 @@ pub(crate) struct HealthDelta {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// Failures after the last success in this delta (or all of them).
     pub streak: i32,
+    /// The first of those failures.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl HealthDelta {
@@ -43,6 +47,7 @@ impl HealthDelta {
             last_success_at: success.then_some(at),
             last_failure_at: (!success).then_some(at),
             streak: i32::from(!success),
+            failing_since: (!success).then_some(at),
         }
     }
 
@@ -56,6 +61,11 @@ impl HealthDelta {
                 later.streak
             } else {
                 self.streak.saturating_add(later.streak)
+            },
+            failing_since: if later.last_success_at.is_some() {
+                later.failing_since
+            } else {
+                self.failing_since.or(later.failing_since)
             },
         }
     }
@@ -88,26 +98,31 @@ pub(crate) async fn endpoint_health_add(
     let succeeded: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, d)| d.last_success_at).collect();
     let failed: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, d)| d.last_failure_at).collect();
     let streaks: Vec<i32> = rows.iter().map(|(_, d)| d.streak).collect();
+    let since: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, d)| d.failing_since).collect();
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO outhook.endpoint_health AS h
-             (endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak)
-         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::int[])
+             (endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak, failing_since)
+         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::int[],
+                              $6::timestamptz[])
          ON CONFLICT (endpoint_id) DO UPDATE SET
              last_attempt_at = greatest(h.last_attempt_at, excluded.last_attempt_at),
              last_success_at = greatest(h.last_success_at, excluded.last_success_at),
              last_failure_at = greatest(h.last_failure_at, excluded.last_failure_at),
              failure_streak = CASE WHEN excluded.last_success_at IS NOT NULL THEN excluded.failure_streak
-                                   ELSE h.failure_streak + excluded.failure_streak END",
+                                   ELSE h.failure_streak + excluded.failure_streak END,
+             failing_since = CASE WHEN excluded.last_success_at IS NOT NULL THEN excluded.failing_since
+                                  ELSE coalesce(h.failing_since, excluded.failing_since) END",
     )
     .bind(ids)
     .bind(attempted)
     .bind(succeeded)
     .bind(failed)
     .bind(streaks)
+    .bind(since)
     .execute(&mut *tx)
     .await?;
     let mut counts: Vec<(&(Uuid, i64, &str), &i64)> = hourly.iter().collect();
@@ -137,12 +152,42 @@ pub(crate) async fn endpoint_health_add(
 /// The health of these endpoints (those never attempted are absent).
 pub async fn endpoint_health_list(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<EndpointHealth>> {
     Ok(sqlx::query_as(
-        "SELECT endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak
+        "SELECT endpoint_id, last_attempt_at, last_success_at, last_failure_at, failure_streak, failing_since
          FROM outhook.endpoint_health WHERE endpoint_id = ANY ($1)",
     )
     .bind(ids)
     .fetch_all(pool)
     .await?)
+}
+
+/// Disables every enabled endpoint that has failed without a success for
+/// longer than its window (its own `auto_disable_after_secs`, else
+/// `default_window`; 0 or a zero default: never), records why and when,
+/// and holds its deliveries. Returns the endpoints disabled.
+pub(crate) async fn endpoint_health_disable_failing(
+    pool: &PgPool,
+    default_window: std::time::Duration,
+) -> Result<Vec<Uuid>> {
+    let mut tx = pool.begin().await?;
+    let failing: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT e.id, format('no successful delivery for %s: %s failed attempts in a row since %s',
+                             justify_interval(make_interval(secs => coalesce(e.auto_disable_after_secs, $1))),
+                             h.failure_streak, to_char(h.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'))
+         FROM outhook.endpoint e JOIN outhook.endpoint_health h ON h.endpoint_id = e.id
+         WHERE e.enabled AND h.failure_streak > 0 AND h.failing_since IS NOT NULL
+           AND coalesce(e.auto_disable_after_secs, $1) > 0
+           AND greatest(h.failing_since, e.enabled_at) < now() - make_interval(secs => coalesce(e.auto_disable_after_secs, $1))
+         FOR UPDATE OF e SKIP LOCKED",
+    )
+    .bind(i32::try_from(default_window.as_secs()).unwrap_or(i32::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut disabled = Vec::new();
+    for (id, reason) in failing {
+        disabled.extend(crate::db::endpoint::endpoint_disable_many(&mut tx, &[id], &reason).await?);
+    }
+    tx.commit().await?;
+    Ok(disabled)
 }
 
 /// Attempts to `endpoints` since `since`, counted by hour and outcome,
@@ -187,11 +232,13 @@ mod tests {
         assert_eq!(d.last_success_at, Some(at(3)));
         assert_eq!(d.last_failure_at, Some(at(4)));
         assert_eq!(d.last_attempt_at, at(4));
+        assert_eq!(d.failing_since, Some(at(4)));
     }
 
     #[test]
     fn failures_without_a_success_add_up() {
         let d = HealthDelta::attempt(at(1), false).then(HealthDelta::attempt(at(2), false));
         assert_eq!((d.streak, d.last_success_at), (2, None));
+        assert_eq!(d.failing_since, Some(at(1)), "the window starts at the first failure");
     }
 }

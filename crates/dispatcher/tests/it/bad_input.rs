@@ -143,7 +143,14 @@ async fn each_kind_of_bad_input_is_logged_with_a_reason_and_the_worker_keeps_goi
         good.received().iter().all(|r| r.path == "/fine"),
         "the redirect was never followed"
     );
-    assert_eq!(wait_for_count(&pool, PENDING, 0, Duration::from_secs(1)).await, 0);
+    // Only the disabled endpoint's delivery is pending: held, not lost.
+    assert_eq!(wait_for_count(&pool, PENDING, 1, Duration::from_secs(1)).await, 1);
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at = 'infinity'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(held, 1);
 }
 
 async fn wait_outcome(pool: &sqlx::PgPool, event_type: &str) -> (String, String) {

@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod end_to_end;
+mod health;
 mod migrations;
 mod outbox;
 mod retries;

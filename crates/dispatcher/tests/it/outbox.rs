@@ -91,15 +91,27 @@ async fn plain_sql_inserts_fan_out_by_owner_and_event_type() {
     .fetch_all(&pool)
     .await
     .unwrap();
+    // The disabled endpoint gets its deliveries too, held until it is
+    // enabled.
     let mut want = vec![
         ("check.completed".to_owned(), all),
         ("check.completed".to_owned(), checks),
+        ("check.completed".to_owned(), off),
         ("item.sold".to_owned(), all),
+        ("item.sold".to_owned(), off),
     ];
     want.sort();
     let mut got = rows.clone();
     got.sort();
     assert_eq!(got, want);
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outhook.delivery WHERE endpoint_id = $1 AND status = 0 AND next_attempt_at = 'infinity'",
+    )
+    .bind(off)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(held, 2);
     // The payload keeps its bytes: spaces and key order.
     let text: String = sqlx::query_scalar("SELECT payload::text FROM outhook.outbox ORDER BY id LIMIT 1")
         .fetch_one(&pool)

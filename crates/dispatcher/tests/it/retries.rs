@@ -96,14 +96,14 @@ async fn an_always_failing_receiver_ends_dead_and_a_requeue_delivers_once_it_rec
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_410_response_disables_the_endpoint() {
+async fn a_410_response_disables_the_endpoint_and_holds_what_follows() {
     let pool = db().await;
     let receiver = Receiver::start().await.unwrap();
     receiver.set_default(Reply::Status(410));
     let id = one_delivery(&pool, &receiver).await;
     let running = Running::start(builder(&pool));
     assert_eq!(wait_for_count(&pool, DEAD, 1, Duration::from_secs(10)).await, 1);
-    // A later event for the same endpoint is not sent.
+    // A later event for the same endpoint is held, not sent and not lost.
     enqueue(
         &pool,
         &Event {
@@ -115,17 +115,40 @@ async fn a_410_response_disables_the_endpoint() {
     )
     .await
     .unwrap();
-    assert_eq!(wait_for_count(&pool, DEAD, 2, Duration::from_secs(10)).await, 2);
-    running.stop().await;
+    let held = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at = 'infinity'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    for _ in 0..200 {
+        if held().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held().await, 1, "the second delivery is held");
     let e = endpoint_get(&pool, id).await.unwrap();
     assert!(!e.enabled);
     assert!(e.disabled_reason.unwrap().contains("410"));
+    assert!(e.disabled_at.is_some());
     assert_eq!(receiver.received().len(), 1);
     let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM outhook.attempt ORDER BY id")
         .fetch_all(&pool)
         .await
         .unwrap();
     assert_eq!(outcomes, vec!["http_status", "endpoint_disabled"]);
+
+    // Enabled again, the held delivery goes out.
+    receiver.set_default(Reply::Status(200));
+    outhook_dispatcher::db::endpoint::endpoint_set_enabled(&pool, id, true, None)
+        .await
+        .unwrap();
+    assert_eq!(wait_for_count(&pool, DELIVERED, 1, Duration::from_secs(10)).await, 1);
+    running.stop().await;
+    assert_eq!(receiver.received().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

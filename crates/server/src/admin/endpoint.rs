@@ -46,6 +46,9 @@ pub struct EndpointInput {
     /// The header carrying the message id (default `webhook-id`; empty for
     /// none).
     pub message_id_header: Option<String>,
+    /// Disable after this long failing without a success (default: the
+    /// worker's, 5 days; zero: never).
+    pub auto_disable_after: Option<Duration>,
 }
 
 /// A created endpoint and, once, its secret.
@@ -76,6 +79,20 @@ pub struct EndpointPatch {
     pub disabled_reason: Option<String>,
     /// A new message-id header name (empty for none).
     pub message_id_header: Option<String>,
+    /// A new auto-disable window (zero: never).
+    pub auto_disable_after: Option<Duration>,
+}
+
+/// An auto-disable window in whole seconds, as stored.
+fn window_secs(window: Option<Duration>) -> Result<Option<i32>> {
+    window
+        .map(|w| {
+            i32::try_from(w.as_secs())
+                .ok()
+                .filter(|s| *s <= 365 * 86_400)
+                .ok_or_else(|| Error::parameter("auto_disable_after", "at most 365 days"))
+        })
+        .transpose()
 }
 
 /// The scheme an endpoint's settings describe.
@@ -247,10 +264,19 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
             secret: secret.clone(),
             signing_key_id,
             message_id_header: input.message_id_header.map(|n| n.to_ascii_lowercase()),
+            auto_disable_after_secs: window_secs(input.auto_disable_after)?,
         },
     )
     .await?;
     Ok(Created { endpoint, secret })
+}
+
+/// The endpoints with these ids in the caller's scope (others are left
+/// out).
+pub async fn get_many(pool: &PgPool, scope: &Scope, ids: &[Uuid]) -> Result<Vec<Endpoint>> {
+    let mut found = outhook_dispatcher::db::endpoint::endpoint_get_many(pool, ids).await?;
+    found.retain(|e| scope.sees(&e.owner));
+    Ok(found)
 }
 
 /// One endpoint in the caller's scope.
@@ -345,6 +371,7 @@ pub async fn update(
         || patch.scheme_settings.is_some()
         || patch.description.is_some()
         || patch.message_id_header.is_some()
+        || patch.auto_disable_after.is_some()
     {
         endpoint = endpoint_update(
             pool,
@@ -356,6 +383,7 @@ pub async fn update(
                 description: patch.description,
                 scheme_settings: patch.scheme_settings,
                 message_id_header: patch.message_id_header.map(|n| n.to_ascii_lowercase()),
+                auto_disable_after_secs: window_secs(patch.auto_disable_after)?,
             },
         )
         .await?;
@@ -450,4 +478,32 @@ pub async fn rotate_secret(
         .map_err(|e| Error::Settings(format!("secret: {e}")))?;
     endpoint_secret_rotate(pool, id, &secret, grace).await?;
     Ok(secret)
+}
+
+/// The health of endpoints already read in the caller's scope, keyed by
+/// id; endpoints never attempted are absent.
+pub async fn health(
+    pool: &PgPool,
+    endpoints: &[Endpoint],
+) -> Result<std::collections::HashMap<Uuid, outhook_dispatcher::db::endpoint_health::EndpointHealth>> {
+    let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
+    Ok(
+        outhook_dispatcher::db::endpoint_health::endpoint_health_list(pool, &ids)
+            .await?
+            .into_iter()
+            .map(|h| (h.endpoint_id, h))
+            .collect(),
+    )
+}
+
+/// Attempts to endpoints already read in the caller's scope, by endpoint,
+/// hour and outcome, over the last `hours` hours.
+pub async fn hourly(
+    pool: &PgPool,
+    endpoints: &[Endpoint],
+    hours: i64,
+) -> Result<Vec<(Uuid, outhook_dispatcher::db::attempt::HourlyOutcome)>> {
+    let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
+    let since = chrono::Utc::now() - chrono::Duration::hours(hours.clamp(1, 24 * 35));
+    Ok(outhook_dispatcher::db::endpoint_health::endpoint_hourly_list(pool, &ids, since).await?)
 }

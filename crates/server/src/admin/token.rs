@@ -49,6 +49,11 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<ApiToken> {
     Ok(api_token_revoke(pool, id).await?)
 }
 
+/// The id part of a token's text, if it has the token's shape.
+pub fn id_of(text: &str) -> Option<Uuid> {
+    parse(text).map(|(id, _)| id)
+}
+
 /// Splits `oh_<id>_<secret>`.
 fn parse(text: &str) -> Option<(Uuid, &str)> {
     let rest = text.strip_prefix(PREFIX)?;

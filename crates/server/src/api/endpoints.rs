@@ -60,6 +60,7 @@ pub async fn create(
             secret: input.secret.map(Secret::new),
             signing_key: input.signing_key,
             message_id_header: input.message_id_header,
+            auto_disable_after: input.auto_disable_after_seconds.map(std::time::Duration::from_secs),
         },
     )
     .await?;
@@ -135,6 +136,7 @@ pub async fn update(
             enabled: patch.enabled,
             disabled_reason: patch.disabled_reason,
             message_id_header: patch.message_id_header,
+            auto_disable_after: patch.auto_disable_after_seconds.map(std::time::Duration::from_secs),
         },
     )
     .await?;

@@ -44,6 +44,10 @@ pub struct EndpointIn {
     /// The header that carries the message id (the same on every retry) for
     /// schemes whose own headers do not: default `webhook-id`; `""` for none.
     pub message_id_header: Option<String>,
+    /// Disable the endpoint (holding its deliveries) after this many seconds
+    /// of failed attempts without a success; default: the worker's (5 days);
+    /// 0: never.
+    pub auto_disable_after_seconds: Option<u64>,
 }
 
 /// Changes to an endpoint; absent fields stay as they are.
@@ -67,6 +71,8 @@ pub struct EndpointPatchIn {
     pub disabled_reason: Option<String>,
     /// A new message-id header name; `""` for none.
     pub message_id_header: Option<String>,
+    /// A new auto-disable window in seconds; 0: never.
+    pub auto_disable_after_seconds: Option<u64>,
 }
 
 /// An endpoint. Secrets are never part of it; static header values are `***`.
@@ -89,6 +95,11 @@ pub struct EndpointOut {
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
+    /// When it was disabled (by hand, a 410, or failing too long).
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Its auto-disable window in seconds, if it has its own (0: never);
+    /// null: the worker's default.
+    pub auto_disable_after_seconds: Option<i32>,
     /// Static header names, each with the value `***`.
     pub headers: BTreeMap<String, String>,
     /// Free text.
@@ -119,6 +130,8 @@ impl From<Endpoint> for EndpointOut {
             event_types: e.event_types,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
+            disabled_at: e.disabled_at,
+            auto_disable_after_seconds: e.auto_disable_after_secs,
             headers,
             description: e.description,
             signing_key_id: e.signing_key_id,
@@ -300,8 +313,11 @@ pub struct DeliveryOut {
     pub status: String,
     /// Attempts made.
     pub attempts: i32,
-    /// When the next attempt is due (pending only).
+    /// When the next attempt is due (pending and not held only).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Pending and held while its endpoint is disabled: sent when the
+    /// endpoint is enabled again.
+    pub held: bool,
     /// The last failure's reason.
     pub last_error: Option<String>,
     /// When the message was enqueued.
@@ -321,6 +337,7 @@ impl From<Delivery> for DeliveryOut {
             status: d.status.as_str().to_owned(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,
+            held: d.held,
             last_error: d.last_error,
             enqueued_at: d.enqueued_at,
             finished_at: d.finished_at,
@@ -462,4 +479,27 @@ pub struct StatsOut {
 pub struct HealthOut {
     /// `ok`.
     pub status: String,
+}
+
+/// A request for a portal link.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalLinkIn {
+    /// The owner whose portal it opens: required with an admin token,
+    /// implied by an owner's token.
+    pub owner: Option<String>,
+    /// How long the link works, 60 to 604800 seconds (default 900). The
+    /// session it opens lasts the server's portal session time.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A portal link: open it, or put it in an iframe on an allowed origin.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortalLinkOut {
+    /// The address.
+    pub url: String,
+    /// The owner it opens.
+    pub owner: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
 }

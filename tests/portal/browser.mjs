@@ -1,0 +1,211 @@
+// The portal in a real browser: Debian's Chromium driven by playwright-core,
+// every page checked with axe-core. Started by tests/it/portal_browser.rs,
+// which runs a real `outhook serve`, worker, PostgreSQL and receiver, and
+// passes what it made in the environment. Exits non-zero on the first
+// failed check, naming it.
+import { chromium } from 'playwright-core';
+import { readFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`missing ${name}`);
+  return v;
+};
+const BASE = env('PORTAL_BASE');
+const LINK = env('PORTAL_LINK');
+const OTHER_LINK = env('PORTAL_OTHER_LINK');
+const EXPIRED_LINK = env('PORTAL_EXPIRED_LINK');
+const ADMIN_TOKEN = env('PORTAL_ADMIN_TOKEN');
+const ENDPOINT_URL = env('PORTAL_ENDPOINT_URL');
+const OTHER_URL = env('PORTAL_OTHER_URL');
+const DEAD_ID = env('PORTAL_DEAD_DELIVERY');
+const SHOTS = process.env.PORTAL_SCREENSHOTS || '';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+let step = 'start';
+const check = (ok, what) => {
+  if (!ok) throw new Error(`${step}: ${what}`);
+};
+
+async function axe(page, name) {
+  // Evaluated through the DevTools protocol, which the page's CSP (no
+  // script at all) does not govern.
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (bad.length) {
+    const text = bad.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    throw new Error(`axe on ${name}: ${text.join('; ')}`);
+  }
+  console.log(`axe ${name}: ${result.violations.length} minor or moderate, 0 serious or critical`);
+}
+
+async function shot(page, name) {
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  }
+}
+
+// Playwright starts Chromium with a fresh, empty --user-data-dir of its own
+// (it refuses the flag here) and deletes it on close.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-quic',
+  ],
+});
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+
+  step = 'a tampered link is refused';
+  const tampered = LINK.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));
+  let response = await page.goto(tampered);
+  check(response.status() === 403, `status ${response.status()}`);
+  check((await page.textContent('body')).includes('invalid or has expired'), 'no explanation');
+
+  step = 'an expired link is refused';
+  response = await page.goto(EXPIRED_LINK);
+  check(response.status() === 403, `status ${response.status()}`);
+
+  step = 'the link opens the owner\'s endpoints';
+  response = await page.goto(LINK);
+  check(response.status() === 200, `status ${response.status()}`);
+  check(new URL(page.url()).pathname === '/portal', `landed on ${page.url()}`);
+  check(!page.url().includes('token='), 'the token stays in the address bar');
+  await page.getByRole('heading', { name: 'Endpoints', level: 1 }).waitFor();
+  let body = await page.textContent('body');
+  check(body.includes(ENDPOINT_URL), 'own endpoint missing');
+  check(!body.includes(OTHER_URL), 'another owner\'s endpoint shown');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'outhook_portal');
+  check(session && session.httpOnly && session.sameSite === 'Lax', `cookie ${JSON.stringify(session)}`);
+  await axe(page, 'endpoints');
+  await shot(page, 'endpoints');
+
+  step = 'the endpoint page';
+  await page.getByRole('link', { name: ENDPOINT_URL }).click();
+  await page.getByRole('heading', { name: 'Signing secret' }).waitFor();
+  body = await page.textContent('body');
+  check(body.includes('x-tenant'), 'static header name missing');
+  check(!body.includes('tenant-secret-value'), 'a static header value is shown');
+  check(!body.includes('whsec_'), 'the secret is shown before asking');
+  await axe(page, 'endpoint');
+  await shot(page, 'endpoint');
+
+  step = 'reveal and rotate the secret';
+  await page.getByRole('link', { name: 'Reveal secret' }).click();
+  const before = (await page.locator('code.secret').allTextContents()).map((s) => s.trim());
+  check(before.length === 1 && before[0].startsWith('whsec_'), `secrets ${before}`);
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  await page.getByText('A new secret was made').waitFor();
+  const after = (await page.locator('code.secret').allTextContents()).map((s) => s.trim());
+  check(after.length === 2 && after[1] === before[0] && after[0] !== before[0] && after[0].startsWith('whsec_'),
+    `after rotation ${after}`);
+
+  step = 'disable and enable the endpoint';
+  await page.getByLabel('Reason for disabling').fill('maintenance window');
+  await page.getByRole('button', { name: 'Disable endpoint' }).click();
+  await page.getByText('The endpoint is disabled.').waitFor();
+  check((await page.textContent('body')).includes('Held: they are sent when the endpoint is enabled again.'), 'held deliveries explained');
+  body = await page.textContent('body');
+  check(body.includes('maintenance window'), 'reason not shown');
+  await page.getByRole('button', { name: 'Enable endpoint' }).click();
+  await page.getByText('The endpoint is enabled.').waitFor();
+  check(await page.getByRole('button', { name: 'Disable endpoint' }).isVisible(), 'still disabled');
+
+  step = 'a form posted without its CSRF token is refused';
+  const endpointPath = new URL(page.url()).pathname;
+  let posted = await context.request.post(`${BASE}${endpointPath}/disable`, { form: { reason: 'forged' }, maxRedirects: 0 });
+  check(posted.status() === 403, `without token: ${posted.status()}`);
+  posted = await context.request.post(`${BASE}${endpointPath}/disable`, { form: { reason: 'forged', csrf: 'AAAA' }, maxRedirects: 0 });
+  check(posted.status() === 403, `with a wrong token: ${posted.status()}`);
+  await page.reload();
+  check(await page.getByRole('button', { name: 'Disable endpoint' }).isVisible(), 'the forged form disabled it');
+
+  step = 'the delivery log, filtered to failed deliveries';
+  await page.getByRole('link', { name: 'Delivery log' }).click();
+  await page.getByRole('heading', { name: 'Delivery log', level: 1 }).waitFor();
+  await axe(page, 'deliveries');
+  await shot(page, 'deliveries');
+  await page.getByLabel('Status').selectOption('dead');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.waitForURL(/status=dead/);
+  await page.getByRole('link', { name: `#${DEAD_ID}` }).click();
+
+  step = 'the failed delivery\'s attempt';
+  await page.getByRole('heading', { name: 'Attempts' }).waitFor();
+  body = await page.textContent('body');
+  check(body.includes('Failed'), 'status badge');
+  const attemptLinks = page.locator('ol.attempts a');
+  const attemptsBefore = await attemptLinks.count();
+  check(attemptsBefore >= 1, 'no attempts listed');
+  await attemptLinks.last().click(); // the oldest, the first attempt
+  await page.waitForURL(/attempt=1/);
+  const detail = page.locator('section.attempt');
+  const detailText = await detail.textContent();
+  check(detailText.includes('Attempt 1'), 'attempt title');
+  check(detailText.includes('500'), 'response status');
+  check(detailText.includes('webhook-signature'), 'request headers as sent');
+  check(/[0-9a-f]{64}/.test(detailText), 'body SHA-256');
+  check(detailText.includes('from-the-receiver'), 'response body excerpt');
+  await axe(page, 'attempt');
+  await shot(page, 'attempt');
+
+  step = 'retry the failed delivery and see the new attempt';
+  await page.getByRole('button', { name: 'Retry' }).click();
+  await page.getByText('queued for another attempt').waitFor();
+  let delivered = false;
+  for (let i = 0; i < 50 && !delivered; i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+    delivered = (await attemptLinks.count()) === attemptsBefore + 1
+      && (await page.locator('h1 .badge').textContent()).includes('Delivered');
+  }
+  check(delivered, 'no new, delivered attempt appeared');
+  check((await page.locator('section.attempt').textContent()).includes('200'), 'the new attempt\'s status');
+
+  step = 'another owner\'s link shows only its own data';
+  const other = await browser.newContext();
+  const otherPage = await other.newPage();
+  await otherPage.goto(OTHER_LINK);
+  body = await otherPage.textContent('body');
+  check(body.includes(OTHER_URL) && !body.includes(ENDPOINT_URL), 'isolation on the list');
+  response = await otherPage.goto(`${BASE}${endpointPath}`);
+  check(response.status() === 404, `another owner's endpoint page: ${response.status()}`);
+  response = await otherPage.goto(`${BASE}/portal/deliveries/${DEAD_ID}`);
+  check(response.status() === 404, `another owner's delivery: ${response.status()}`);
+  await other.close();
+
+  step = 'an operator signs in with an admin token and sees every owner';
+  const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const opPage = await operator.newPage();
+  await opPage.goto(`${BASE}/portal/login`);
+  await axe(opPage, 'login');
+  await opPage.getByLabel('API token').fill('oh_not_a_token');
+  await opPage.getByRole('button', { name: 'Sign in' }).click();
+  await opPage.getByText('unknown, revoked or expired').waitFor();
+  await opPage.getByLabel('API token').fill(ADMIN_TOKEN);
+  await opPage.getByRole('button', { name: 'Sign in' }).click();
+  await opPage.getByRole('heading', { name: 'Endpoints', level: 1 }).waitFor();
+  body = await opPage.textContent('body');
+  check(body.includes(ENDPOINT_URL) && body.includes(OTHER_URL), 'operator sees both owners');
+  await axe(opPage, 'operator endpoints');
+  await shot(opPage, 'operator');
+  await operator.close();
+
+  console.log('portal browser checks passed');
+} catch (e) {
+  console.error(String(e && e.stack || e));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
