@@ -173,6 +173,74 @@ async fn every_listing_command_has_json() {
     let delivery = deliveries[0]["id"].to_string();
     let shown = json(&["deliveries", "show", &delivery]);
     assert_eq!(shown["delivery"]["endpoint_id"], id.as_str());
+    let health = json(&["endpoint", "health"]);
+    assert_eq!(health[0]["id"], id.as_str());
+    assert_eq!(health[0]["failure_streak"], 0);
+    assert_eq!(health[0]["enabled"], true);
+}
+
+/// `endpoint health` shows the state, and the disabled reason and time.
+/// The operator's endpoints must use Standard Webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_health_and_the_operators_endpoints() {
+    let url = migrated_database().await;
+    let add = |owner: &str, scheme: &str| {
+        outhook(&[
+            "endpoint",
+            "add",
+            "--database-url",
+            &url,
+            "--owner",
+            owner,
+            "--scheme",
+            scheme,
+            "--url",
+            "https://ops.example/hooks",
+        ])
+    };
+    let refused = add("outhook:operator", "trr");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Standard Webhooks"));
+    ok(&add("outhook:operator", "standard-webhooks"));
+    let id = add_endpoint(&[
+        "endpoint",
+        "add",
+        "--database-url",
+        &url,
+        "--owner",
+        "acme",
+        "--scheme",
+        "trr",
+        "--url",
+        "https://acme.example/h",
+        "--auto-disable-after",
+        "2d",
+    ]);
+    ok(&outhook(&[
+        "endpoint",
+        "disable",
+        &id,
+        "--reason",
+        "customer asked",
+        "--database-url",
+        &url,
+    ]));
+    let table = ok(&outhook(&[
+        "endpoint",
+        "health",
+        "--owner",
+        "acme",
+        "--database-url",
+        &url,
+    ]));
+    let line = table.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        line.contains("never") && line.contains("disabled") && line.contains("customer asked"),
+        "{line}"
+    );
+    let shown: Value = serde_json::from_str(&ok(&outhook(&["endpoint", "show", &id, "--database-url", &url]))).unwrap();
+    assert_eq!(shown["auto_disable_after_secs"], 172_800);
+    assert!(shown["disabled_at"].is_string());
 }
 
 /// `--help` documents the exit codes that scripts rely on.

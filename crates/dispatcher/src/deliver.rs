@@ -427,6 +427,7 @@ fn finish(
         error: error.clone(),
         disable_endpoint: gone.then(|| "410 Gone".to_owned()),
         held,
+        made: row.attempts - row.attempts_base,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

@@ -23,3 +23,8 @@ pub use crate::retry::{FailureKind, RetryPolicy};
 pub use crate::stats::Summary;
 pub use crate::wakeup::CHANNEL as NOTIFY_CHANNEL;
 pub use ipnet::IpNet;
+
+/// The reserved owner whose endpoints receive Outhook's operational events
+/// (`endpoint.disabled`, `message.attempt.exhausted`, ...): add a Standard
+/// Webhooks endpoint for it to be told.
+pub const OPERATOR_OWNER: &str = "outhook:operator";

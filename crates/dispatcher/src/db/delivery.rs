@@ -122,6 +122,8 @@ pub(crate) struct Completion {
     pub disable_endpoint: Option<String>,
     /// The endpoint was disabled: hold the delivery until it is enabled.
     pub held: bool,
+    /// Attempts made in this retry cycle, this one included.
+    pub made: i32,
     pub attempt: NewAttempt,
 }
 
@@ -145,6 +147,8 @@ pub(crate) struct CompletionBatch {
     pub health: HashMap<Uuid, HealthDelta>,
     /// The batch's attempts by endpoint, hour and outcome.
     pub hourly: HourlyCounts,
+    /// Operational events the batch may raise: (delivery, lease, event type).
+    operational: Vec<(i64, i64, &'static str)>,
 }
 
 impl CompletionBatch {
@@ -162,6 +166,7 @@ impl CompletionBatch {
             by_status: [0; 3],
             health: HashMap::new(),
             hourly: HashMap::new(),
+            operational: Vec::new(),
         };
         for c in batch {
             *b.hourly
@@ -173,6 +178,9 @@ impl CompletionBatch {
                     .entry(c.endpoint_id)
                     .and_modify(|d| *d = d.then(delta))
                     .or_insert(delta);
+            }
+            if let Some(kind) = operational_event(&c) {
+                b.operational.push((c.id, c.lease, kind));
             }
             b.ids.push(c.id);
             b.leases.push(c.lease);
@@ -194,6 +202,21 @@ impl CompletionBatch {
     /// How many results the batch holds.
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+}
+
+/// After how many failed attempts in a row `message.attempt.failing` is
+/// raised (Svix's rule).
+const FAILING_AFTER: i32 = 4;
+
+/// The operational event a completion raises, if any: the fourth failure
+/// in a row, giving up, or a success after a failing event.
+fn operational_event(c: &Completion) -> Option<&'static str> {
+    match c.status {
+        DeliveryStatus::Pending if !c.held && c.made == FAILING_AFTER => Some("message.attempt.failing"),
+        DeliveryStatus::Dead => Some("message.attempt.exhausted"),
+        DeliveryStatus::Delivered if c.made > FAILING_AFTER => Some("message.attempt.recovered"),
+        _ => None,
     }
 }
 
@@ -260,8 +283,50 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
     if !b.gone.is_empty() {
         crate::db::endpoint::endpoint_disable_many(&mut tx, &b.gone, "410 Gone: the receiver asked to stop").await?;
     }
+    if !b.operational.is_empty() {
+        operational_events_insert(&mut tx, &b.operational).await?;
+    }
     tx.commit().await?;
     Ok(written)
+}
+
+/// Enqueues the operational events of written completions (a fenced one
+/// raises nothing), for the operator's endpoints. Deliveries to the
+/// operator's own endpoints raise nothing, so a failing operator endpoint
+/// cannot start a storm.
+async fn operational_events_insert(tx: &mut sqlx::PgConnection, events: &[(i64, i64, &'static str)]) -> Result<()> {
+    let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+    let leases: Vec<i64> = events.iter().map(|e| e.1).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.2).collect();
+    sqlx::query(
+        "INSERT INTO outhook.outbox (event_type, payload, owner)
+         SELECT i.kind,
+                json_build_object(
+                    'type', i.kind,
+                    'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    'data', json_build_object(
+                        'delivery_id', d.id, 'message_id', 'msg_' || replace(o.uid::text, '-', ''),
+                        'event_type', o.event_type, 'endpoint_id', d.endpoint_id, 'owner', e.owner,
+                        'url', regexp_replace(e.url, '^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@', '\\1***@'),
+                        'status', CASE d.status WHEN 0 THEN 'pending' WHEN 1 THEN 'delivered' ELSE 'dead' END,
+                        'last_attempt', (SELECT json_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                                                  'status_code', a.status_code, 'outcome', a.outcome,
+                                                                  'error', a.error)
+                                         FROM outhook.attempt a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1))),
+                'outhook:operator'
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS i(id, lease, kind)
+         JOIN outhook.delivery d ON d.id = i.id AND d.lease = i.lease
+         JOIN outhook.outbox o ON o.id = d.message_id
+         LEFT JOIN outhook.endpoint e ON e.id = d.endpoint_id
+         WHERE e.owner IS DISTINCT FROM 'outhook:operator'
+           AND EXISTS (SELECT 1 FROM outhook.endpoint WHERE owner = 'outhook:operator')",
+    )
+    .bind(ids)
+    .bind(leases)
+    .bind(kinds)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Gives leased rows back untouched (at shutdown): due now, attempt not counted.
@@ -691,6 +756,7 @@ mod tests {
             error: None,
             disable_endpoint: None,
             held: false,
+            made: 1,
             attempt: NewAttempt {
                 attempt: row.attempts,
                 started_at: Utc::now(),

@@ -7,5 +7,6 @@ mod common;
 mod end_to_end;
 mod health;
 mod migrations;
+mod operational;
 mod outbox;
 mod retries;

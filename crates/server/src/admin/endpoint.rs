@@ -224,6 +224,13 @@ async fn signing_key_for(pool: &PgPool, name: Option<&str>) -> Result<Uuid> {
 pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input: EndpointInput) -> Result<Created> {
     let owner = owner_for(scope, input.owner)?;
     let parsed = scheme(&input.scheme, input.scheme_settings.as_ref())?;
+    if owner == outhook_dispatcher::OPERATOR_OWNER && !input.scheme.starts_with("standard-webhooks") {
+        return Err(Error::Settings(format!(
+            "the operator's endpoints (owner `{}`) receive operational events signed with Standard Webhooks: \
+             use scheme `standard-webhooks` or `standard-webhooks-v1a`",
+            outhook_dispatcher::OPERATOR_OWNER
+        )));
+    }
     check_url(policy, &input.url).await?;
     check_event_types(&input.event_types)?;
     let headers = check_headers(&input.headers)?;
