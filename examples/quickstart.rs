@@ -70,6 +70,12 @@ async fn main() -> Result<()> {
         .await
         .context("connecting")?;
     outhook_dispatcher::migrate(&pool).await?;
+    match outhook_dispatcher::secrets::keyring()?.current_id() {
+        Some(id) => println!("secrets are sealed at rest with main key {id}"),
+        None => println!(
+            "WARNING: secrets are stored in plain text (set OUTHOOK_MAIN_KEY, from `outhook secrets new-main-key`, to seal them)"
+        ),
+    }
 
     // The provider's RSA key for Cometh, published at a route in real life.
     let rsa = tokio::task::spawn_blocking(|| RsaKeyPair::generate(2048)).await??;

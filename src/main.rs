@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::admin::{DeliveriesCommand, EndpointCommand, PortalLinkArgs, SendArgs, SigningKeyCommand, TokenCommand};
+use commands::admin::{
+    DeliveriesCommand, EndpointCommand, PortalLinkArgs, SecretsCommand, SendArgs, SigningKeyCommand, TokenCommand,
+};
 use commands::worker::{DbArgs, RunArgs, ServeArgs};
 use outhook_dispatcher::IpNet;
 use outhook_dispatcher::http::AddressPolicy;
@@ -59,6 +61,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The main key that seals secrets at rest (OUTHOOK_MAIN_KEY).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Print a short-lived link that opens the delivery portal for one owner.
     PortalLink(PortalLinkArgs),
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Token { command } => block_on(commands::admin::token(db, command)),
+        Command::Secrets { command } => block_on(commands::admin::secrets(db, command)),
         Command::PortalLink(args) => block_on(commands::admin::portal_link(db, args)),
         Command::Endpoint { command } => block_on(commands::admin::endpoint(db, policy, command)),
         Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),

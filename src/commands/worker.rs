@@ -53,6 +53,32 @@ pub async fn migrate(db: DbArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Secrets at rest, checked before a worker or server starts: a database
+/// with secrets sealed by a key this process lacks is refused (nothing is
+/// changed); plain rows are sealed when a main key is given; without one,
+/// a loud warning.
+pub async fn secrets_at_start(pool: &PgPool, warn: bool) -> Result<()> {
+    let keyring = outhook_dispatcher::secrets::keyring()?;
+    let inventory = outhook_dispatcher::secrets::check(pool, keyring).await?;
+    match keyring.current_id() {
+        // A worker in this process says it itself.
+        None if !warn => {}
+        None => {
+            tracing::warn!(
+                plain = inventory.plain,
+                "SECRETS ARE STORED IN PLAIN TEXT: endpoint secrets and RSA private keys are readable by anyone \
+                 who can read the database or its backups. Set OUTHOOK_MAIN_KEY (outhook secrets new-main-key) \
+                 to seal them with AES-256-GCM."
+            );
+        }
+        Some(id) => {
+            let resealed = outhook_dispatcher::secrets::reseal_all(pool, keyring, 500).await?;
+            tracing::info!(main_key = id, resealed, "secrets are sealed at rest");
+        }
+    }
+    Ok(())
+}
+
 /// The worker's settings, shared by `outhook run` and `outhook serve`.
 /// Durations take humane forms: `30s`, `5m`, `1h`.
 #[derive(Args)]
@@ -149,6 +175,7 @@ pub struct RunArgs {
 /// `outhook run`: the worker, until SIGINT or SIGTERM.
 pub async fn run(db: DbArgs, policy: AddressPolicy, args: RunArgs) -> Result<ExitCode> {
     let pool = db.pool(args.worker.pool_size).await?;
+    secrets_at_start(&pool, false).await?;
     let dispatcher = args.worker.dispatcher(pool.clone(), &policy)?;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -253,6 +280,7 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
         }
     }
     let api_pool = db.pool(args.api_pool_size).await?;
+    secrets_at_start(&api_pool, args.no_worker).await?;
     let handle = outhook_server::metrics::install()?;
     let state = AppState::new(
         api_pool.clone(),

@@ -6,6 +6,7 @@ mod api_fuzz;
 mod cli_admin;
 mod cli_signing;
 mod portal;
+mod secrets;
 mod signing_interop;
 mod signing_tamper;
 mod worker_process;

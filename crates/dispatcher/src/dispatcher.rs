@@ -241,6 +241,20 @@ impl Dispatcher {
     /// Losing the database is not an error: claims and writes retry with
     /// backoff until it is back.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary> {
+        // Secrets sealed with a key this process lacks would fail every
+        // delivery to their endpoints: refuse to start instead.
+        let keyring = crate::secrets::keyring()?;
+        match crate::secrets::check(&self.pool, keyring).await {
+            Ok(_) => {}
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "could not check how secrets are stored"),
+        }
+        if keyring.current_id().is_none() {
+            tracing::warn!(
+                "SECRETS ARE STORED IN PLAIN TEXT: set OUTHOOK_MAIN_KEY (outhook secrets new-main-key) to seal \
+                 endpoint secrets and RSA private keys with AES-256-GCM"
+            );
+        }
         let stop = CancellationToken::new();
         let wake = Arc::new(Notify::new());
         let (results_tx, results_rx) = mpsc::channel(self.concurrency.max(self.batch_size) * 2);

@@ -45,9 +45,14 @@ fn build_signer(row: &DispatchEndpoint) -> std::result::Result<Signer, String> {
     } else {
         Scheme::by_name(&row.scheme).map_err(|e| e.to_string())?
     };
+    let keyring = crate::secrets::keyring().map_err(|e| e.to_string())?;
     let keys: Vec<Secret> = match scheme.key_kind() {
         KeyKind::Rsa => match &row.private_key_pem {
-            Some(pem) => vec![Secret::new(pem.as_str())],
+            Some(stored) => vec![Secret::new(
+                keyring
+                    .open(crate::secrets::Kind::PrivateKey, stored)
+                    .map_err(|e| e.to_string())?,
+            )],
             None => {
                 return Err(format!(
                     "scheme `{}` needs a signing key and the endpoint has none",
@@ -55,7 +60,16 @@ fn build_signer(row: &DispatchEndpoint) -> std::result::Result<Signer, String> {
                 ));
             }
         },
-        _ => row.secrets.iter().map(|s| Secret::new(s.as_str())).collect(),
+        _ => row
+            .secrets
+            .iter()
+            .map(|stored| {
+                keyring
+                    .open(crate::secrets::Kind::EndpointSecret, stored)
+                    .map(Secret::new)
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<std::result::Result<_, _>>()?,
     };
     if keys.is_empty() {
         return Err("the endpoint has no active secret".into());

@@ -11,6 +11,7 @@ pub mod http;
 mod maintain;
 mod migrate;
 mod retry;
+pub mod secrets;
 mod stats;
 mod wakeup;
 

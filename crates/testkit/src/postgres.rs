@@ -46,7 +46,9 @@ done
 kill -INT "$pid" 2>/dev/null; wait "$pid"; rm -rf "$dir"
 "#;
 
-fn find_binary(name: &str) -> Result<PathBuf> {
+/// A PostgreSQL program (`pg_dump`, `initdb`, ...): from `PATH`, else the
+/// newest under `/usr/lib/postgresql/*/bin`.
+pub fn find_binary(name: &str) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join(name);

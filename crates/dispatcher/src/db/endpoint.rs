@@ -130,9 +130,10 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
 }
 
 async fn endpoint_secret_insert<'e>(executor: impl PgExecutor<'e>, id: Uuid, secret: &Secret) -> Result<()> {
+    let stored = crate::secrets::keyring()?.seal(crate::secrets::Kind::EndpointSecret, secret.expose())?;
     sqlx::query("INSERT INTO outhook.endpoint_secret (endpoint_id, secret) VALUES ($1, $2)")
         .bind(id)
-        .bind(secret.expose())
+        .bind(stored)
         .execute(executor)
         .await?;
     Ok(())
@@ -227,14 +228,16 @@ pub async fn endpoint_secret_list(pool: &PgPool, id: Uuid) -> Result<Vec<Endpoin
     .bind(id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(secret, created_at, expires_at)| EndpointSecret {
-            secret: Secret::new(secret),
-            created_at,
-            expires_at,
+    let keyring = crate::secrets::keyring()?;
+    rows.into_iter()
+        .map(|(stored, created_at, expires_at)| {
+            Ok(EndpointSecret {
+                secret: Secret::new(keyring.open(crate::secrets::Kind::EndpointSecret, &stored)?),
+                created_at,
+                expires_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The endpoints with these ids (unknown ids are left out).
