@@ -244,6 +244,9 @@ struct Scenario {
     steady_rates: &'static [usize],
     phase_seconds: u64,
     backlog: usize,
+    /// Old attempts (4 per finished delivery, 32 to 41 days back) loaded
+    /// first, for a worker with a retention period to prune during the run.
+    old_attempts: usize,
     worker_args: &'static [&'static str],
     /// Run the worker inside `outhook serve` instead of `outhook run`.
     serve: bool,
@@ -261,6 +264,7 @@ const BASE: Scenario = Scenario {
     steady_rates: &[],
     phase_seconds: 30,
     backlog: 0,
+    old_attempts: 0,
     worker_args: &[],
     serve: false,
 };
@@ -324,6 +328,23 @@ fn scenarios() -> Vec<Scenario> {
             name: "backlog",
             events: 10_000,
             backlog: 1_000_000,
+            ..BASE
+        },
+        // The burst beside ten million old attempts, kept, and then while
+        // the worker prunes them (`--retention 30d`): the ratio of the two
+        // is pruning's cost.
+        Scenario {
+            name: "burst-old-kept",
+            events: 100_000,
+            old_attempts: 10_000_000,
+            worker_args: &["--maintenance-interval", "1s"],
+            ..BASE
+        },
+        Scenario {
+            name: "burst-prune",
+            events: 100_000,
+            old_attempts: 10_000_000,
+            worker_args: &["--retention", "30d", "--maintenance-interval", "1s"],
             ..BASE
         },
         Scenario {
@@ -446,6 +467,9 @@ async fn run(
         .await?;
         sqlx::query("VACUUM ANALYZE outhook.delivery").execute(&pool).await?;
     }
+    if s.old_attempts > 0 {
+        load_old_attempts(&pool, s.old_attempts).await?;
+    }
     let mut commits = HashMap::new();
     let steady = !s.steady_rates.is_empty();
     let planned = if steady {
@@ -538,9 +562,23 @@ async fn run(
     // process's start-up, reported apart, does not count against it.
     let seconds = (last_ok.saturating_sub(first_any)) as f64 / 1e9;
     let startup_ms = (first_any.saturating_sub(started_ns)) as f64 / 1e6;
-    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.attempt")
-        .fetch_one(&pool)
-        .await?;
+    // This run's attempts only (not the old ones a retention scenario loads).
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outhook.attempt WHERE started_at > now() - interval '1 day'")
+            .fetch_one(&pool)
+            .await?;
+    let old_left: Option<(i64, i64)> = if s.old_attempts > 0 {
+        Some(
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM outhook.attempt WHERE started_at < now() - interval '30 days'),
+                    (SELECT count(*) FROM outhook.delivery WHERE finished_at < now() - interval '30 days')",
+            )
+            .fetch_one(&pool)
+            .await?,
+        )
+    } else {
+        None
+    };
     let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
         .fetch_one(&pool)
         .await?;
@@ -566,7 +604,53 @@ async fn run(
         "delivered_in_db": delivered,
         "duplicates": ok_total.saturating_sub(first_ok.len() as u64),
         "lost": expected.saturating_sub(first_ok.len() as u64),
+        "old_attempts_loaded": s.old_attempts,
+        "old_attempts_left": old_left.map(|o| o.0),
+        "old_deliveries_left": old_left.map(|o| o.1),
     }))
+}
+
+/// `n` attempts, four per dead delivery (to an owner-less message), spread
+/// over ten days 32 to 41 days back, each day its own partition: what a
+/// worker with `--retention 30d` prunes.
+async fn load_old_attempts(pool: &PgPool, n: usize) -> Result<()> {
+    let deliveries = (n / 4) as i64;
+    sqlx::query(
+        "SELECT outhook.attempt_partitions_ensure((now() - interval '41 days')::date, (now() - interval '32 days')::date)",
+    )
+    .execute(pool)
+    .await?;
+    let msg: i64 = sqlx::query_scalar(
+        "INSERT INTO outhook.outbox (event_type, payload, owner, created_at)
+         VALUES ('old', '{}', 'nobody', now() - interval '41 days') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outhook.delivery (message_id, endpoint_id, status, attempts, next_attempt_at, finished_at, last_error)
+         SELECT $1, (SELECT id FROM outhook.endpoint LIMIT 1), 2, 4, now() - interval '41 days',
+                now() - interval '41 days' + (g % 9) * interval '1 day', 'receiver answered 500'
+         FROM generate_series(1, $2) g",
+    )
+    .bind(msg)
+    .bind(deliveries)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outhook.attempt (delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256,
+                                      status_code, response_headers, response_body, outcome, error)
+         SELECT d.id, a, d.finished_at - (4 - a) * interval '1 second', 12, 'http://127.0.0.1:9/',
+                '{\"content-type\":\"application/json\",\"webhook-id\":\"msg_x\",\"webhook-signature\":\"v1,abc\"}',
+                sha256(d.id::text::bytea), 500, '{\"content-length\":\"2\"}', 'no', 'http_status', 'receiver answered 500'
+         FROM outhook.delivery d, generate_series(1, 4) a WHERE d.message_id = $1",
+    )
+    .bind(msg)
+    .execute(pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    // Write the load out now, not during the measured burst.
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    Ok(())
 }
 
 /// The floors, measured in the same run: the receiver alone under `wrk`,

@@ -124,6 +124,11 @@ pub struct WorkerArgs {
     /// wins; 0s: never.
     #[arg(long, env = "OUTHOOK_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
+    /// Prune what is older than this (e.g. 30d), once an hour: whole days of
+    /// the attempt log are dropped, then finished deliveries and messages
+    /// deleted in batches. Default: keep everything.
+    #[arg(long, env = "OUTHOOK_RETENTION", value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
     /// How often the worker checks for failing endpoints and sweeps held
     /// deliveries past the retry age limit.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -151,6 +156,7 @@ impl WorkerArgs {
             .max_response_bytes(self.max_response_bytes)
             .auto_disable_after(self.auto_disable_after)
             .maintenance_interval(self.maintenance_interval)
+            .retention(self.retention)
             .retry_policy(retry);
         if let Some(lease) = self.lease {
             builder = builder.lease(lease);

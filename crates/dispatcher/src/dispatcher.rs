@@ -35,9 +35,19 @@ pub struct DispatcherBuilder {
     retry: RetryPolicy,
     auto_disable_after: Duration,
     maintenance_interval: Duration,
+    retention: Option<Duration>,
 }
 
 impl DispatcherBuilder {
+    /// Prune what is older than `age` once an hour, while running: the
+    /// attempt log's days before the cutoff are dropped whole, then
+    /// finished deliveries and unreferenced messages are deleted in short
+    /// batches (default: keep everything).
+    pub fn retention(mut self, age: Option<Duration>) -> Self {
+        self.retention = age;
+        self
+    }
+
     /// Disable an endpoint whose attempts have all failed for this long
     /// (default 5 days, Svix's rule); its deliveries are held, not lost.
     /// An endpoint's own setting wins; zero: never.
@@ -178,6 +188,7 @@ impl DispatcherBuilder {
             stats: Arc::new(Stats::default()),
             auto_disable_after: self.auto_disable_after,
             maintenance_interval: self.maintenance_interval,
+            retention: self.retention,
         })
     }
 }
@@ -196,6 +207,7 @@ pub struct Dispatcher {
     stats: Arc<Stats>,
     auto_disable_after: Duration,
     maintenance_interval: Duration,
+    retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -226,6 +238,7 @@ impl Dispatcher {
             retry: RetryPolicy::default(),
             auto_disable_after: Duration::from_secs(5 * 24 * 3600),
             maintenance_interval: Duration::from_secs(30),
+            retention: None,
         }
     }
 
@@ -278,9 +291,13 @@ impl Dispatcher {
         });
         let maintenance = tokio::spawn(crate::maintain::run(
             self.pool.clone(),
-            self.maintenance_interval,
-            self.auto_disable_after,
-            self.ctx.retry.max_age(),
+            crate::maintain::Settings {
+                every: self.maintenance_interval,
+                auto_disable_after: self.auto_disable_after,
+                max_age: self.ctx.retry.max_age(),
+                retention: self.retention,
+                prune_every: Duration::from_secs(3600).min(self.maintenance_interval * 120),
+            },
             endpoints.clone(),
             stop.clone(),
         ));

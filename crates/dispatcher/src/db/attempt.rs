@@ -174,3 +174,48 @@ pub async fn attempt_count_hourly(
     .fetch_all(pool)
     .await?)
 }
+
+/// Makes sure the attempt log has a daily partition for every day from
+/// yesterday to `days_ahead` days from now (UTC); returns how many it made.
+pub async fn attempt_partitions_ensure(pool: &PgPool, days_ahead: i32) -> Result<i32> {
+    Ok(sqlx::query_scalar(
+        "SELECT outhook.attempt_partitions_ensure((now() AT TIME ZONE 'UTC')::date - 1,
+                                                  (now() AT TIME ZONE 'UTC')::date + $1)",
+    )
+    .bind(days_ahead)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Drops the attempt log's daily partitions that end `age` or more ago;
+/// returns how many. Each is emptied with `TRUNCATE` first (which locks
+/// only that partition, and frees its files), then dropped (which locks the
+/// parent table only for a moment, the partition being empty), each step its
+/// own short transaction that gives up after a few seconds of waiting for
+/// its lock rather than stall the workers' inserts (it is tried again at the
+/// next prune).
+pub async fn attempt_partitions_drop_before(pool: &PgPool, age: std::time::Duration) -> Result<u64> {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT outhook.attempt_partitions_before(now() - make_interval(secs => $1))")
+            .bind(age.as_secs_f64())
+            .fetch_all(pool)
+            .await?;
+    let mut dropped = 0;
+    for name in names {
+        // The name comes from the catalogue, but it is checked before it is
+        // spliced into SQL all the same.
+        let valid =
+            name.len() == 17 && name.starts_with("attempt_p") && name.bytes().skip(9).all(|b| b.is_ascii_digit());
+        if !valid {
+            continue;
+        }
+        for statement in [format!("TRUNCATE outhook.{name}"), format!("DROP TABLE outhook.{name}")] {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '3s'").execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        dropped += 1;
+    }
+    Ok(dropped)
+}

@@ -660,21 +660,37 @@ pub async fn delivery_count_by_status(pool: &PgPool) -> Result<Vec<(DeliveryStat
 pub struct Pruned {
     /// Finished deliveries (delivered or dead) removed.
     pub deliveries: u64,
-    /// Their attempt-log rows removed.
+    /// Attempt-log rows deleted one by one (those in partitions newer than
+    /// the cutoff).
     pub attempts: u64,
+    /// Whole days of the attempt log dropped (partitions older than the
+    /// cutoff).
+    pub attempt_days: u64,
     /// Outbox rows removed once no delivery referred to them.
     pub messages: u64,
 }
 
-/// Deletes deliveries that finished (delivered or dead) more than `age`
-/// ago, with their attempt logs, then outbox rows older than `age` that no
-/// delivery refers to any more, then hourly counts older than `age`. Works in batches of `batch` rows, each its
-/// own short transaction, so it never holds locks for long.
+/// Prunes what is older than `age`: first the attempt log's daily
+/// partitions that end before the cutoff (dropped whole, however many rows
+/// they hold), then deliveries that finished before it with what remains
+/// of their attempt logs, then outbox rows older than `age` that no delivery
+/// refers to any more, then hourly counts. Deletes work in batches of
+/// `batch` rows, each its own short transaction, so nothing holds locks for
+/// long.
 ///
 /// A pruned outbox row takes its idempotency key with it: the same
 /// `event_id` can be enqueued again afterwards.
 pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<Pruned> {
-    let mut total = Pruned::default();
+    delivery_prune_paced(pool, age, batch, Duration::ZERO).await
+}
+
+/// [`delivery_prune`], resting `pause` between batches, so pruning in the
+/// background leaves the database to the deliveries.
+pub async fn delivery_prune_paced(pool: &PgPool, age: Duration, batch: i64, pause: Duration) -> Result<Pruned> {
+    let mut total = Pruned {
+        attempt_days: crate::db::attempt::attempt_partitions_drop_before(pool, age).await?,
+        ..Pruned::default()
+    };
     loop {
         let (deliveries, attempts): (i64, i64) = sqlx::query_as(
             "WITH old AS (
@@ -697,6 +713,9 @@ pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<
         if deliveries < batch {
             break;
         }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
     loop {
         let messages = sqlx::query(
@@ -714,6 +733,9 @@ pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<
         total.messages += messages;
         if messages < batch.unsigned_abs() {
             break;
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
     sqlx::query("DELETE FROM outhook.endpoint_hourly WHERE hour < now() - make_interval(secs => $1)")
@@ -841,6 +863,51 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn prune_drops_whole_old_days_of_the_attempt_log_and_keeps_the_rest() {
+        let pool = db_with_deliveries(2).await;
+        let rows = delivery_claim(&pool, 2, Duration::from_secs(60)).await.unwrap();
+        delivery_complete_many(&pool, &CompletionBatch::new(rows.iter().map(completion).collect()))
+            .await
+            .unwrap();
+        // A day of attempts 40 days back, in its own partition.
+        sqlx::query(
+            "SELECT outhook.attempt_partitions_ensure((now() - interval '40 days')::date, (now() - interval '40 days')::date)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO outhook.attempt (delivery_id, attempt, started_at, duration_ms, url, request_headers, outcome)
+             SELECT $1, g, date_trunc('day', now() - interval '40 days') + g * interval '1 second', 1, 'http://x/', '{}', 'http_status'
+             FROM generate_series(1, 1000) g",
+        )
+        .bind(rows[0].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let partitions = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'outhook.attempt'::regclass",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        let before = partitions().await;
+        let pruned = delivery_prune(&pool, Duration::from_secs(30 * 86400), 100)
+            .await
+            .unwrap();
+        assert_eq!(pruned.attempt_days, 1);
+        assert_eq!(pruned.deliveries, 0, "the deliveries finished just now");
+        assert_eq!(partitions().await, before - 1);
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.attempt")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 2, "today's attempts stay");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn prune_removes_only_old_finished_deliveries_their_logs_and_orphaned_messages() {
         let pool = db_with_deliveries(5).await;
         let rows = delivery_claim(&pool, 5, Duration::from_secs(60)).await.unwrap();
@@ -864,6 +931,7 @@ mod tests {
             Pruned {
                 deliveries: 2,
                 attempts: 2,
+                attempt_days: 0,
                 messages: 2
             }
         );

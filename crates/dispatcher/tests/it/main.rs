@@ -9,4 +9,5 @@ mod health;
 mod migrations;
 mod operational;
 mod outbox;
+mod retention;
 mod retries;
