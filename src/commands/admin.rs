@@ -92,6 +92,10 @@ pub enum EndpointCommand {
         /// worker's --auto-disable-after; 0s: never).
         #[arg(long, value_parser = humantime::parse_duration)]
         auto_disable_after: Option<Duration>,
+        /// Ordered: deliveries one at a time, in outbox order; a failing one
+        /// holds its successors back until it is delivered or dead.
+        #[arg(long)]
+        fifo: bool,
     },
     /// List endpoints.
     List {
@@ -132,6 +136,9 @@ pub enum EndpointCommand {
         /// A new auto-disable window (0s: never).
         #[arg(long, value_parser = humantime::parse_duration)]
         auto_disable_after: Option<Duration>,
+        /// Ordered or not: `--fifo true` or `--fifo false`.
+        #[arg(long)]
+        fifo: Option<bool>,
     },
     /// Each endpoint's health: last success, failures in a row, state.
     Health {
@@ -191,6 +198,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             signing_key,
             message_id_header,
             auto_disable_after,
+            fifo,
         } => {
             let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
@@ -214,6 +222,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     signing_key,
                     message_id_header,
                     auto_disable_after,
+                    fifo,
                 },
             )
             .await?;
@@ -245,6 +254,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             description,
             message_id_header,
             auto_disable_after,
+            fifo,
         } => {
             let patch = EndpointPatch {
                 url,
@@ -263,6 +273,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                 description,
                 message_id_header,
                 auto_disable_after,
+                fifo,
                 ..EndpointPatch::default()
             };
             let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;

@@ -428,3 +428,69 @@ async fn the_failing_window_survives_a_worker_restart() {
         "all three held, none dead"
     );
 }
+
+/// An ordered endpoint under two worker processes, one killed with SIGKILL
+/// mid-run: every event arrives, and never out of order (a delivery cut
+/// short by the kill may arrive twice, but nothing overtakes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ordered_endpoint_stays_in_order_across_two_workers_and_a_kill() {
+    let url = outhook_testkit::postgres::database_url().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Delayed(Duration::from_millis(2), 200));
+    let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+    outhook_dispatcher::migrate(&pool).await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args([
+            "endpoint",
+            "--database-url",
+            &url,
+            "--allow-network",
+            "127.0.0.0/8",
+            "add",
+        ])
+        .args([
+            "--owner",
+            "acme",
+            "--scheme",
+            "trr",
+            "--fifo",
+            "--url",
+            &receiver.url("/ordered"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let total = 400;
+    // Ten events per transaction, as an application would commit them.
+    for start in (0..total).step_by(10) {
+        enqueue(&pool, 10, start).await;
+    }
+    let args = ["--lease", "3s", "--request-timeout", "2s"];
+    let mut first = worker(&url, &args);
+    let mut second = worker(&url, &args);
+    receiver.wait_for(100, Duration::from_secs(30)).await.unwrap();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut third = worker(&url, &args);
+    wait_all_delivered(&pool, total as i64, Duration::from_secs(90)).await;
+    for w in [&second, &third] {
+        signal(w, "-TERM");
+    }
+    second.wait().unwrap();
+    third.wait().unwrap();
+    let order: Vec<i64> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    for pair in order.windows(2) {
+        assert!(pair[1] >= pair[0], "out of order: {} after {}", pair[1], pair[0]);
+    }
+    let mut distinct = order.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (0..total as i64).collect::<Vec<_>>(), "every event, in order");
+}

@@ -147,7 +147,9 @@ pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&
         },
     };
     let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
-    finish(ctx, row, started, duration_ms, url_text, observed)
+    let mut completion = finish(ctx, row, started, duration_ms, url_text, observed);
+    completion.fifo = target.is_some_and(|t| t.fifo);
+    completion
 }
 
 async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Target>, url: &reqwest::Url) -> Observed {
@@ -428,6 +430,7 @@ fn finish(
         disable_endpoint: gone.then(|| "410 Gone".to_owned()),
         held,
         made: row.attempts - row.attempts_base,
+        fifo: false,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

@@ -26,6 +26,8 @@ pub(crate) struct Target {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Where the message id goes, unless the scheme's own headers carry it.
     pub message_id_header: Option<HeaderName>,
+    /// Ordered: when a delivery ends, the next one waiting becomes due.
+    pub fifo: bool,
     updated_at: DateTime<Utc>,
     fingerprint: u64,
 }
@@ -125,6 +127,7 @@ impl Target {
                 Some("") => None,
                 Some(name) => HeaderName::try_from(name).ok(),
             },
+            fifo: row.fifo,
             updated_at: row.updated_at,
             fingerprint: fp,
         })

@@ -124,6 +124,8 @@ pub(crate) struct Completion {
     pub held: bool,
     /// Attempts made in this retry cycle, this one included.
     pub made: i32,
+    /// The endpoint is ordered: when this delivery ends, promote the next.
+    pub fifo: bool,
     pub attempt: NewAttempt,
 }
 
@@ -149,6 +151,8 @@ pub(crate) struct CompletionBatch {
     pub hourly: HourlyCounts,
     /// Operational events the batch may raise: (delivery, lease, event type).
     operational: Vec<(i64, i64, &'static str)>,
+    /// Ordered endpoints whose head ended: the next one waiting is promoted.
+    fifo_ended: Vec<Uuid>,
 }
 
 impl CompletionBatch {
@@ -167,6 +171,7 @@ impl CompletionBatch {
             health: HashMap::new(),
             hourly: HashMap::new(),
             operational: Vec::new(),
+            fifo_ended: Vec::new(),
         };
         for c in batch {
             *b.hourly
@@ -178,6 +183,9 @@ impl CompletionBatch {
                     .entry(c.endpoint_id)
                     .and_modify(|d| *d = d.then(delta))
                     .or_insert(delta);
+            }
+            if c.fifo && c.status != DeliveryStatus::Pending {
+                b.fifo_ended.push(c.endpoint_id);
             }
             if let Some(kind) = operational_event(&c) {
                 b.operational.push((c.id, c.lease, kind));
@@ -196,6 +204,8 @@ impl CompletionBatch {
         }
         b.gone.sort();
         b.gone.dedup();
+        b.fifo_ended.sort();
+        b.fifo_ended.dedup();
         b
     }
 
@@ -285,6 +295,12 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
     }
     if !b.operational.is_empty() {
         operational_events_insert(&mut tx, &b.operational).await?;
+    }
+    if !b.fifo_ended.is_empty() {
+        sqlx::query("SELECT outhook.fifo_promote($1)")
+            .bind(&b.fifo_ended[..])
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(written)
@@ -399,7 +415,14 @@ pub(crate) async fn delivery_held_sweep(pool: &PgPool, max_age: Duration) -> Res
     .execute(pool)
     .await?
     .rows_affected();
-    Ok((dead, resumed))
+    // An ordered endpoint whose head ended outside a completion (dead while
+    // held, deleted, re-queued elsewhere) gets its next one promoted.
+    let promoted: i32 = sqlx::query_scalar(
+        "SELECT outhook.fifo_promote(array(SELECT DISTINCT endpoint_id FROM outhook.delivery WHERE status = 3))",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((dead, resumed + u64::try_from(promoted).unwrap_or(0)))
 }
 
 /// What a re-queue sets: due now, a fresh retry cycle, and a new lease so a
@@ -510,6 +533,8 @@ pub struct Delivery {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Pending, and held until its endpoint is enabled.
     pub held: bool,
+    /// Pending behind an earlier delivery to the same ordered endpoint.
+    pub queued: bool,
     /// The last failure's reason.
     pub last_error: Option<String>,
     /// When the event was enqueued.
@@ -544,8 +569,9 @@ impl From<DeliveryRow> for Delivery {
             endpoint_id: r.endpoint_id,
             status,
             attempts: r.attempts,
-            next_attempt_at: r.next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
-            held: status == DeliveryStatus::Pending && r.next_attempt_at.is_none(),
+            next_attempt_at: r.next_attempt_at.filter(|_| r.status == 0),
+            held: r.status == 0 && r.next_attempt_at.is_none(),
+            queued: r.status == 3,
             last_error: r.last_error,
             enqueued_at: r.enqueued_at,
             finished_at: r.finished_at,
@@ -603,7 +629,12 @@ pub async fn delivery_list(pool: &PgPool, filter: &DeliveryFilter) -> Result<Vec
         q.push(SELECT).push(" WHERE true");
     }
     if let Some(status) = filter.status {
-        q.push(" AND d.status = ").push_bind(status.code());
+        if status == DeliveryStatus::Pending {
+            // Waiting behind an ordered endpoint's head (3) is pending too.
+            q.push(" AND d.status IN (0, 3)");
+        } else {
+            q.push(" AND d.status = ").push_bind(status.code());
+        }
     }
     if let Some(endpoint) = filter.endpoint_id {
         q.push(" AND d.endpoint_id = ").push_bind(endpoint);
@@ -779,6 +810,7 @@ mod tests {
             disable_endpoint: None,
             held: false,
             made: 1,
+            fifo: false,
             attempt: NewAttempt {
                 attempt: row.attempts,
                 started_at: Utc::now(),

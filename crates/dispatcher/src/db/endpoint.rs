@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::error::Result;
 
 const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, disabled_at, \
-                       auto_disable_after_secs, headers, description, signing_key_id, message_id_header, created_at, \
-                       updated_at";
+                       auto_disable_after_secs, fifo, headers, description, signing_key_id, message_id_header, \
+                       created_at, updated_at";
 
 /// An endpoint, as administrators see it (secrets are never included).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -37,6 +37,8 @@ pub struct Endpoint {
     /// Disabled after this many seconds of failures without a success;
     /// `None`: the worker's default, `0`: never.
     pub auto_disable_after_secs: Option<i32>,
+    /// Ordered: deliveries are attempted one at a time, in outbox order.
+    pub fifo: bool,
     /// Static headers added to every request. They may carry credentials:
     /// serialised (as `endpoint show` prints them) with values redacted.
     #[serde(serialize_with = "redacted_values")]
@@ -91,6 +93,8 @@ pub struct NewEndpoint {
     /// Disable after this many seconds of failures without a success;
     /// `None`: the worker's default, `0`: never.
     pub auto_disable_after_secs: Option<i32>,
+    /// Ordered: one delivery at a time, in outbox order.
+    pub fifo: bool,
 }
 
 fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
@@ -107,8 +111,8 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     let mut tx = pool.begin().await?;
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
-                                       message_id_header, auto_disable_after_secs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+                                       message_id_header, auto_disable_after_secs, fifo)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -120,6 +124,7 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(new.signing_key_id)
     .bind(&new.message_id_header)
     .bind(new.auto_disable_after_secs)
+    .bind(new.fifo)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -194,7 +199,7 @@ pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     .ok_or(crate::Error::NotFound("endpoint"))?;
     sqlx::query(
         "UPDATE outhook.delivery SET status = 2, finished_at = now(), last_error = 'endpoint deleted', lease = lease + 1
-         WHERE endpoint_id = $1 AND status = 0",
+         WHERE endpoint_id = $1 AND status IN (0, 3)",
     )
     .bind(id)
     .execute(&mut *tx)
@@ -278,6 +283,8 @@ pub struct EndpointUpdate {
     pub message_id_header: Option<String>,
     /// A new auto-disable window in seconds (0: never).
     pub auto_disable_after_secs: Option<i32>,
+    /// Ordered or not (deliveries already pending are not reordered).
+    pub fifo: Option<bool>,
 }
 
 /// Applies `update` to endpoint `id`.
@@ -287,7 +294,8 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
                 headers = coalesce($4, headers), description = coalesce($5, description),
                 scheme_settings = coalesce($6, scheme_settings),
                 message_id_header = coalesce($7, message_id_header),
-                auto_disable_after_secs = coalesce($8, auto_disable_after_secs), updated_at = now()
+                auto_disable_after_secs = coalesce($8, auto_disable_after_secs), fifo = coalesce($9, fifo),
+                updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
@@ -298,6 +306,7 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(&update.scheme_settings)
     .bind(&update.message_id_header)
     .bind(update.auto_disable_after_secs)
+    .bind(update.fifo)
     .fetch_optional(pool)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))
@@ -406,6 +415,7 @@ pub(crate) struct DispatchEndpoint {
     pub secrets: Vec<String>,
     pub private_key_pem: Option<String>,
     pub message_id_header: Option<String>,
+    pub fifo: bool,
 }
 
 /// The dispatch view of several endpoints, in one round trip.
@@ -415,7 +425,7 @@ pub(crate) async fn endpoint_dispatch_get_many(pool: &PgPool, ids: &[Uuid]) -> R
                 array(SELECT s.secret FROM outhook.endpoint_secret s
                       WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
                       ORDER BY s.created_at DESC, s.id DESC) AS secrets,
-                k.private_key_pem, e.message_id_header
+                k.private_key_pem, e.message_id_header, e.fifo
          FROM outhook.endpoint e LEFT JOIN outhook.signing_key k ON k.id = e.signing_key_id
          WHERE e.id = ANY($1)",
     )

@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod end_to_end;
+mod fifo;
 mod health;
 mod migrations;
 mod operational;

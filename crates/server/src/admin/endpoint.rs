@@ -49,6 +49,8 @@ pub struct EndpointInput {
     /// Disable after this long failing without a success (default: the
     /// worker's, 5 days; zero: never).
     pub auto_disable_after: Option<Duration>,
+    /// Ordered: one delivery at a time, in outbox order.
+    pub fifo: bool,
 }
 
 /// A created endpoint and, once, its secret.
@@ -81,6 +83,8 @@ pub struct EndpointPatch {
     pub message_id_header: Option<String>,
     /// A new auto-disable window (zero: never).
     pub auto_disable_after: Option<Duration>,
+    /// Ordered or not.
+    pub fifo: Option<bool>,
 }
 
 /// An auto-disable window in whole seconds, as stored.
@@ -272,6 +276,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
             signing_key_id,
             message_id_header: input.message_id_header.map(|n| n.to_ascii_lowercase()),
             auto_disable_after_secs: window_secs(input.auto_disable_after)?,
+            fifo: input.fifo,
         },
     )
     .await?;
@@ -379,6 +384,7 @@ pub async fn update(
         || patch.description.is_some()
         || patch.message_id_header.is_some()
         || patch.auto_disable_after.is_some()
+        || patch.fifo.is_some()
     {
         endpoint = endpoint_update(
             pool,
@@ -391,6 +397,7 @@ pub async fn update(
                 scheme_settings: patch.scheme_settings,
                 message_id_header: patch.message_id_header.map(|n| n.to_ascii_lowercase()),
                 auto_disable_after_secs: window_secs(patch.auto_disable_after)?,
+                fifo: patch.fifo,
             },
         )
         .await?;

@@ -61,6 +61,7 @@ pub async fn create(
             signing_key: input.signing_key,
             message_id_header: input.message_id_header,
             auto_disable_after: input.auto_disable_after_seconds.map(std::time::Duration::from_secs),
+            fifo: input.fifo,
         },
     )
     .await?;
@@ -137,6 +138,7 @@ pub async fn update(
             disabled_reason: patch.disabled_reason,
             message_id_header: patch.message_id_header,
             auto_disable_after: patch.auto_disable_after_seconds.map(std::time::Duration::from_secs),
+            fifo: patch.fifo,
         },
     )
     .await?;

@@ -48,6 +48,10 @@ pub struct EndpointIn {
     /// of failed attempts without a success; default: the worker's (5 days);
     /// 0: never.
     pub auto_disable_after_seconds: Option<u64>,
+    /// Ordered: deliveries are attempted one at a time, in outbox order; a
+    /// failing one holds its successors back until it is delivered or dead.
+    #[serde(default)]
+    pub fifo: bool,
 }
 
 /// Changes to an endpoint; absent fields stay as they are.
@@ -73,6 +77,8 @@ pub struct EndpointPatchIn {
     pub message_id_header: Option<String>,
     /// A new auto-disable window in seconds; 0: never.
     pub auto_disable_after_seconds: Option<u64>,
+    /// Ordered or not (deliveries already pending are not reordered).
+    pub fifo: Option<bool>,
 }
 
 /// An endpoint. Secrets are never part of it; static header values are `***`.
@@ -100,6 +106,8 @@ pub struct EndpointOut {
     /// Its auto-disable window in seconds, if it has its own (0: never);
     /// null: the worker's default.
     pub auto_disable_after_seconds: Option<i32>,
+    /// Ordered: one delivery at a time, in outbox order.
+    pub fifo: bool,
     /// Static header names, each with the value `***`.
     pub headers: BTreeMap<String, String>,
     /// Free text.
@@ -132,6 +140,7 @@ impl From<Endpoint> for EndpointOut {
             disabled_reason: e.disabled_reason,
             disabled_at: e.disabled_at,
             auto_disable_after_seconds: e.auto_disable_after_secs,
+            fifo: e.fifo,
             headers,
             description: e.description,
             signing_key_id: e.signing_key_id,
@@ -318,6 +327,8 @@ pub struct DeliveryOut {
     /// Pending and held while its endpoint is disabled: sent when the
     /// endpoint is enabled again.
     pub held: bool,
+    /// Pending behind an earlier delivery to the same ordered endpoint.
+    pub queued: bool,
     /// The last failure's reason.
     pub last_error: Option<String>,
     /// When the message was enqueued.
@@ -338,6 +349,7 @@ impl From<Delivery> for DeliveryOut {
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,
             held: d.held,
+            queued: d.queued,
             last_error: d.last_error,
             enqueued_at: d.enqueued_at,
             finished_at: d.finished_at,

@@ -179,6 +179,8 @@ fn last(d: &Delivery) -> Markup {
         @if let Some(e) = &d.last_error { span.small { (e) } }
         @if d.held {
             div.small.muted { "held until the endpoint is enabled" }
+        } @else if d.queued {
+            div.small.muted { "waits for earlier deliveries (ordered endpoint)" }
         } @else if d.status == DeliveryStatus::Pending {
             @if let Some(n) = d.next_attempt_at { div.small.muted { "next " (when(n)) } }
         }
@@ -253,6 +255,8 @@ pub async fn show(
                 @if let Some(f) = d.finished_at { dt { "Finished" } dd { (when(f)) } }
                 @if d.held {
                     dt { "Next attempt" } dd { "Held: sent when the endpoint is enabled again" }
+                } @else if d.queued {
+                    dt { "Next attempt" } dd { "After the earlier deliveries to this ordered endpoint" }
                 } @else if d.status == DeliveryStatus::Pending {
                     dt { "Next attempt" } dd { (when_opt(d.next_attempt_at, "now")) }
                 }

@@ -236,6 +236,9 @@ pub async fn show(
                         @if header_names.is_empty() { span.muted { "None" } }
                         @for h in &header_names { span.chip { (h) ": •••" } " " }
                     }
+                    dt { "Delivery order" } dd {
+                        @if e.fifo { "One at a time, in order (FIFO)" } @else { "Concurrent" }
+                    }
                     dt { "Message id header" } dd {
                         @match e.message_id_header.as_deref() {
                             None => code { "webhook-id" },
