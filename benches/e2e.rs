@@ -231,6 +231,7 @@ impl Worker {
 
 // ---------------------------------------------------------------- scenarios
 
+#[derive(Clone, Copy)]
 struct Scenario {
     name: &'static str,
     events: usize,
@@ -244,6 +245,10 @@ struct Scenario {
     steady_rates: &'static [usize],
     phase_seconds: u64,
     backlog: usize,
+    /// With `steady_rates`: this many producers, each its own connection,
+    /// one event per transaction, paced to share the rate (0: the single
+    /// producer that commits a transaction of rate/100 events every 10 ms).
+    producers: usize,
     /// Old attempts (4 per finished delivery, 32 to 41 days back) loaded
     /// first, for a worker with a retention period to prune during the run.
     old_attempts: usize,
@@ -264,6 +269,7 @@ const BASE: Scenario = Scenario {
     steady_rates: &[],
     phase_seconds: 30,
     backlog: 0,
+    producers: 0,
     old_attempts: 0,
     worker_args: &[],
     serve: false,
@@ -292,6 +298,20 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "steady-1000",
             steady_rates: &[1000],
+            ..BASE
+        },
+        // Issue 11's shape: four producers on their own connections, one
+        // event per transaction (a commit and a NOTIFY each), paced.
+        Scenario {
+            name: "steady-4p-1000",
+            steady_rates: &[1000],
+            producers: 4,
+            ..BASE
+        },
+        Scenario {
+            name: "steady-4p-5000",
+            steady_rates: &[5000],
+            producers: 4,
             ..BASE
         },
         Scenario {
@@ -484,7 +504,37 @@ async fn run(
     let workers: Vec<Worker> = (0..s.workers)
         .map(|_| Worker::start(&url, s.worker_args, s.serve))
         .collect::<Result<_>>()?;
-    if steady {
+    if steady && s.producers > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rate = s.steady_rates.iter().sum::<usize>();
+        let total = rate * s.phase_seconds as usize;
+        let mut producers = Vec::new();
+        for p in 0..s.producers {
+            let url = url.clone();
+            let scenario = *s;
+            let producers_n = s.producers;
+            producers.push(tokio::spawn(async move {
+                let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+                let mut mine = HashMap::new();
+                // Producer p sends events p, p + n, p + 2n, ... one per
+                // transaction, each at its own time on a shared schedule.
+                let gap = Duration::from_secs_f64(producers_n as f64 / rate as f64);
+                let start = tokio::time::Instant::now() + Duration::from_secs_f64(p as f64 / rate as f64);
+                let mut seq = p;
+                let mut k = 0u32;
+                while seq < total {
+                    tokio::time::sleep_until(start + gap * k).await;
+                    enqueue(&pool, &scenario, seq, seq + 1, 1, &mut mine).await?;
+                    seq += producers_n;
+                    k += 1;
+                }
+                anyhow::Ok(mine)
+            }));
+        }
+        for p in producers {
+            commits.extend(p.await??);
+        }
+    } else if steady {
         // Paced producer: a transaction every 10 ms, at each phase's rate.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut seq = 0;
@@ -596,6 +646,7 @@ async fn run(
             "p50": r2(percentile(&latencies, 50.0)),
             "p95": r2(percentile(&latencies, 95.0)),
             "p99": r2(percentile(&latencies, 99.0)),
+            "p99.9": r2(percentile(&latencies, 99.9)),
             "max": r2(latencies.last().copied().unwrap_or(f64::NAN)),
         },
         "dispatcher_cpu_seconds": r2(cpu),
