@@ -151,8 +151,8 @@ fn problem_type(body: &Value) -> &str {
 }
 
 /// Polls `GET path` until `done` says yes.
-async fn eventually(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..100 {
+pub async fn eventually(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..150 {
         let (status, body) = server.admin(Method::GET, path, None).await;
         if status == StatusCode::OK && done(&body) {
             return body;

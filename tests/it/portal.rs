@@ -4,25 +4,12 @@
 //! and sessions that must be refused).
 
 use std::process::Command;
-use std::time::Duration;
 
 use outhook_testkit::receiver::{Receiver, Reply};
 use reqwest::{Client, Method, StatusCode, redirect};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::api::{Server, cli};
-
-/// Polls the API until `done` holds for `path`'s body.
-async fn until(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..150 {
-        let (status, body) = server.admin(Method::GET, path, None).await;
-        if status == StatusCode::OK && done(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never got there");
-}
+use crate::api::{Server, cli, eventually as until};
 
 async fn endpoint(server: &Server, owner: &str, url: &str) -> String {
     let (status, created) = server

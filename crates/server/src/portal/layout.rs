@@ -27,12 +27,7 @@ pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Webhooks" }
-                link rel="stylesheet" href=(ctx.href("/portal/assets/portal.css"));
-            }
+            (head(title, &ctx.href("/portal/assets/portal.css")))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -66,18 +61,25 @@ pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup
     }
 }
 
+/// Every page's `<head>`.
+fn head(title: &str, css: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Webhooks" }
+            link rel="stylesheet" href=(css);
+        }
+    }
+}
+
 /// A page without a session: sign-in and errors. `css` is the stylesheet's
 /// address.
 pub fn bare(css: &str, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Webhooks" }
-                link rel="stylesheet" href=(css);
-            }
+            (head(title, css))
             body.bare {
                 main #main.card.narrow { (body) }
             }
