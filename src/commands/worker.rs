@@ -253,7 +253,7 @@ pub struct ServeArgs {
     /// The API's database connections at most (the worker has its own).
     #[arg(long, env = "OUTHOOK_API_POOL_SIZE", default_value_t = 16)]
     api_pool_size: u32,
-    /// Where customers reach this server (e.g. https://hooks.example.com):
+    /// Where customers reach this server (e.g. `https://hooks.example.com`):
     /// portal links are built on it, and https makes the portal's cookies
     /// Secure. Unset, links use the request's Host.
     #[arg(long, env = "OUTHOOK_PUBLIC_URL")]

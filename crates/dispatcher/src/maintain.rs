@@ -45,7 +45,7 @@ pub(crate) async fn run(pool: PgPool, settings: Settings, endpoints: Arc<Endpoin
             last_prune = Some(tokio::time::Instant::now());
             // Batches of 1,000 with a rest between them: pruning is never
             // urgent, and the deliveries share the database with it.
-            let pruning = delivery_prune_paced(&pool, age, 1_000, Duration::from_millis(20));
+            let pruning = delivery_prune_paced(&pool, age, 1_000, Duration::from_millis(50));
             tokio::select! {
                 result = pruning => match result {
                     Ok(p) => tracing::info!(

@@ -195,6 +195,16 @@ pub async fn attempt_partitions_ensure(pool: &PgPool, days_ahead: i32) -> Result
 /// its lock rather than stall the workers' inserts (it is tried again at the
 /// next prune).
 pub async fn attempt_partitions_drop_before(pool: &PgPool, age: std::time::Duration) -> Result<u64> {
+    attempt_partitions_drop_before_paced(pool, age, std::time::Duration::ZERO).await
+}
+
+/// [`attempt_partitions_drop_before`], resting `pause` after each day, so a
+/// worker pruning many days at once spreads the file system's work out.
+pub async fn attempt_partitions_drop_before_paced(
+    pool: &PgPool,
+    age: std::time::Duration,
+    pause: std::time::Duration,
+) -> Result<u64> {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT outhook.attempt_partitions_before(now() - make_interval(secs => $1))")
             .bind(age.as_secs_f64())
@@ -216,6 +226,9 @@ pub async fn attempt_partitions_drop_before(pool: &PgPool, age: std::time::Durat
             tx.commit().await?;
         }
         dropped += 1;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
     Ok(dropped)
 }

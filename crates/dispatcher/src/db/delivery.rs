@@ -715,11 +715,12 @@ pub async fn delivery_prune(pool: &PgPool, age: Duration, batch: i64) -> Result<
     delivery_prune_paced(pool, age, batch, Duration::ZERO).await
 }
 
-/// [`delivery_prune`], resting `pause` between batches, so pruning in the
+/// [`delivery_prune`], resting `pause` between batches (and 25 times that
+/// between dropped days), so pruning in the
 /// background leaves the database to the deliveries.
 pub async fn delivery_prune_paced(pool: &PgPool, age: Duration, batch: i64, pause: Duration) -> Result<Pruned> {
     let mut total = Pruned {
-        attempt_days: crate::db::attempt::attempt_partitions_drop_before(pool, age).await?,
+        attempt_days: crate::db::attempt::attempt_partitions_drop_before_paced(pool, age, pause * 25).await?,
         ..Pruned::default()
     };
     loop {
