@@ -98,10 +98,7 @@ impl Health {
             *self.hourly.entry(key).or_insert(0) += n;
         }
         for (id, later) in deltas {
-            self.pending
-                .entry(id)
-                .and_modify(|d| *d = d.then(later))
-                .or_insert(later);
+            crate::db::endpoint_health::merge(&mut self.pending, id, later);
         }
     }
 

@@ -79,13 +79,8 @@ impl MainKey {
 
     /// A new random key, as base64.
     pub fn generate() -> Result<String> {
-        let secret = outhook_signer::Secret::generate_hex()?;
-        let bytes = zeroize::Zeroizing::new(
-            (0..32)
-                .map(|i| u8::from_str_radix(&secret.expose()[2 * i..2 * i + 2], 16))
-                .collect::<std::result::Result<Vec<u8>, _>>()
-                .map_err(|e| Error::Config(e.to_string()))?,
-        );
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(&mut bytes[..]).map_err(|_| Error::Config("no randomness for a main key".into()))?;
         Ok(STANDARD.encode(&bytes[..]))
     }
 

@@ -179,10 +179,7 @@ impl CompletionBatch {
                 .or_insert(0) += 1;
             if !matches!(c.attempt.outcome, "unknown_endpoint" | "endpoint_disabled") {
                 let delta = HealthDelta::attempt(c.attempt.started_at, c.attempt.outcome == "delivered");
-                b.health
-                    .entry(c.endpoint_id)
-                    .and_modify(|d| *d = d.then(delta))
-                    .or_insert(delta);
+                crate::db::endpoint_health::merge(&mut b.health, c.endpoint_id, delta);
             }
             if c.fifo && c.status != DeliveryStatus::Pending {
                 b.fifo_ended.push(c.endpoint_id);

@@ -204,10 +204,14 @@ pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM outhook.endpoint_health WHERE endpoint_id = $1")
+    for table in ["endpoint_health", "fifo_head"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM outhook.{table} WHERE endpoint_id = $1"
+        )))
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    }
     tx.commit().await?;
     Ok(endpoint)
 }

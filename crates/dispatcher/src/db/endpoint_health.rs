@@ -71,6 +71,14 @@ impl HealthDelta {
     }
 }
 
+/// Adds `later` to what `deltas` holds for `endpoint`.
+pub(crate) fn merge(deltas: &mut HashMap<Uuid, HealthDelta>, endpoint: Uuid, later: HealthDelta) {
+    deltas
+        .entry(endpoint)
+        .and_modify(|d| *d = d.then(later))
+        .or_insert(later);
+}
+
 /// Attempt counts keyed by endpoint, hour (Unix seconds of its start) and
 /// outcome.
 pub(crate) type HourlyCounts = HashMap<(Uuid, i64, &'static str), i64>;

@@ -160,14 +160,7 @@ fn streak(h: Option<&EndpointHealth>) -> Markup {
 
 /// Percent-encodes a query value.
 pub(crate) fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(b)),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// An endpoint page's query.

@@ -20,7 +20,7 @@ pub enum Nav {
 /// A whole page: head, header with navigation, the notice of the last
 /// action, and `body`.
 pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup) -> Markup {
-    let who = match ctx.session_owner() {
+    let who = match ctx.scope.owner() {
         Some(owner) => html! { "Signed in as " strong { (owner) } },
         None => html! { "Operator: " strong { "every owner" } },
     };
@@ -326,13 +326,6 @@ fn outcome_order<'a>(col: &'a [(&'a str, i64)]) -> Vec<(&'a str, i64)> {
 /// The hidden CSRF field every state-changing form carries.
 pub fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="csrf" value=(ctx.csrf); }
-}
-
-impl Ctx {
-    /// The owner the session is limited to.
-    pub fn session_owner(&self) -> Option<&str> {
-        self.scope.owner()
-    }
 }
 
 #[cfg(test)]
