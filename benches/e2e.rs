@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use outhook_dispatcher::Event;
-use outhook_dispatcher::db::endpoint::{NewEndpoint, endpoint_insert};
+use outhook_dispatcher::db::endpoint::{Limits, NewEndpoint, endpoint_insert};
 use outhook_dispatcher::db::signing_key::signing_key_insert;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -35,6 +35,9 @@ fn now_ns() -> u64 {
 }
 
 // ---------------------------------------------------------------- receiver
+
+/// The receiver path (`/e15`) of a scenario's rate-limited neighbour.
+const LIMITED_ENDPOINT: u64 = 15;
 
 /// One arrival: (key = seq * 16 + endpoint, arrival ns, answered 2xx).
 type Arrival = (u64, u64, bool);
@@ -103,7 +106,8 @@ async fn hook(
     }
     let ok = s.fail_percent == 0 || fastrand::u32(0..100) >= s.fail_percent;
     s.arrivals.lock().unwrap().push((seq * 16 + endpoint, at, ok));
-    if ok {
+    // The rate-limited neighbour's arrivals are counted apart.
+    if ok && endpoint != LIMITED_ENDPOINT {
         s.ok.fetch_add(1, Ordering::Relaxed);
         axum::http::StatusCode::OK
     } else {
@@ -255,6 +259,9 @@ struct Scenario {
     worker_args: &'static [&'static str],
     /// Run the worker inside `outhook serve` instead of `outhook run`.
     serve: bool,
+    /// A rate-limited endpoint of another owner beside the scenario's
+    /// own, with a backlog: (requests per second, backlog).
+    limited: Option<(f64, usize)>,
 }
 
 const BASE: Scenario = Scenario {
@@ -273,6 +280,7 @@ const BASE: Scenario = Scenario {
     old_attempts: 0,
     worker_args: &[],
     serve: false,
+    limited: None,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -365,6 +373,38 @@ fn scenarios() -> Vec<Scenario> {
             events: 100_000,
             old_attempts: 10_000_000,
             worker_args: &["--retention", "30d", "--maintenance-interval", "1s"],
+            ..BASE
+        },
+        // The burst, and a minute of steady load, beside an endpoint limited
+        // to 20 requests a second with a backlog: the unlimited endpoint's
+        // numbers against `burst-3w` and `steady-65s-3w`, and the limited one's
+        // accuracy, with three workers.
+        Scenario {
+            name: "burst-limited",
+            events: 100_000,
+            workers: 3,
+            limited: Some((20.0, 2_000)),
+            ..BASE
+        },
+        Scenario {
+            name: "burst-3w",
+            events: 100_000,
+            workers: 3,
+            ..BASE
+        },
+        Scenario {
+            name: "steady-65s-limited",
+            steady_rates: &[1000],
+            phase_seconds: 65,
+            workers: 3,
+            limited: Some((20.0, 2_000)),
+            ..BASE
+        },
+        Scenario {
+            name: "steady-65s-3w",
+            steady_rates: &[1000],
+            phase_seconds: 65,
+            workers: 3,
             ..BASE
         },
         Scenario {
@@ -467,6 +507,36 @@ async fn run(
             },
         )
         .await?;
+    }
+    if let Some((rate, backlog)) = s.limited {
+        endpoint_insert(
+            &pool,
+            &NewEndpoint {
+                owner: "limited".into(),
+                url: receiver.url(LIMITED_ENDPOINT as usize),
+                scheme: s.scheme.into(),
+                secret: Some(outhook_signer::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                limits: Limits {
+                    rate: Some(rate),
+                    ..Limits::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await?;
+        let payloads: Vec<String> = (0..backlog).map(|i| payload(10_000_000 + i, s.payload_bytes)).collect();
+        for chunk in payloads.chunks(1000) {
+            let events: Vec<Event> = chunk
+                .iter()
+                .map(|p| Event {
+                    event_type: "item.sold",
+                    payload: p,
+                    owner: Some("limited"),
+                    ..Default::default()
+                })
+                .collect();
+            outhook_dispatcher::enqueue_many(&pool, &events).await?;
+        }
     }
     if s.backlog > 0 {
         // Deliveries waiting for a retry a day from now, on one old message.
@@ -571,7 +641,8 @@ async fn run(
     // Let in-flight results land, then read the counters before stopping.
     let pending_deadline = Instant::now() + Duration::from_secs(30);
     while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at < now() + interval '1 hour'",
+        "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at < now() + interval '1 hour'
+         AND endpoint_id NOT IN (SELECT id FROM outhook.endpoint WHERE owner = 'limited')",
     )
     .fetch_one(&pool)
     .await?
@@ -595,7 +666,12 @@ async fn run(
     let mut ok_total = 0u64;
     let mut last_ok = started_ns;
     let mut first_any = u64::MAX;
+    let mut limited_at: Vec<u64> = Vec::new();
     for &(key, at, ok) in &arrivals {
+        if key % 16 == LIMITED_ENDPOINT {
+            limited_at.push(at);
+            continue;
+        }
         first_any = first_any.min(at);
         if ok {
             ok_total += 1;
@@ -629,6 +705,7 @@ async fn run(
     } else {
         None
     };
+    let limited = s.limited.map(|(rate, _)| limited_stats(&mut limited_at, rate));
     let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
         .fetch_one(&pool)
         .await?;
@@ -658,7 +735,40 @@ async fn run(
         "old_attempts_loaded": s.old_attempts,
         "old_attempts_left": old_left.map(|o| o.0),
         "old_deliveries_left": old_left.map(|o| o.1),
+        "limited": limited,
     }))
+}
+
+/// The rate-limited neighbour's arrivals: how many, their rate over their
+/// span (and over the first minute, if they lasted one), and the most in
+/// any one second and any tenth of a second.
+fn limited_stats(at: &mut [u64], rate: f64) -> serde_json::Value {
+    at.sort_unstable();
+    let (Some(&first), Some(&last)) = (at.first(), at.last()) else {
+        return serde_json::json!({ "limit_per_second": rate, "arrivals": 0 });
+    };
+    let most_within = |width_ns: u64| {
+        let mut most = 0;
+        let mut j = 0;
+        for i in 0..at.len() {
+            while j < at.len() && at[j] < at[i] + width_ns {
+                j += 1;
+            }
+            most = most.max(j - i);
+        }
+        most
+    };
+    let span = (last - first) as f64 / 1e9;
+    let minute = at.iter().filter(|t| **t < first + 60_000_000_000).count();
+    serde_json::json!({
+        "limit_per_second": rate,
+        "arrivals": at.len(),
+        "per_second_over_span": if span > 0.0 { ((at.len() - 1) as f64 / span * 100.0).round() / 100.0 } else { f64::NAN },
+        "span_seconds": (span * 100.0).round() / 100.0,
+        "in_first_60s": (span >= 60.0).then_some(minute),
+        "most_in_1s": most_within(1_000_000_000),
+        "most_in_100ms": most_within(100_000_000),
+    })
 }
 
 /// `n` attempts, four per dead delivery (to an owner-less message), spread

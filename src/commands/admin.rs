@@ -12,7 +12,7 @@ use outhook_dispatcher::db::attempt::attempt_list;
 use outhook_dispatcher::db::delivery::{
     DeliveryFilter, DeliveryStatus, delivery_get, delivery_list, delivery_requeue, delivery_requeue_dead,
 };
-use outhook_dispatcher::db::endpoint::{Endpoint, endpoint_list};
+use outhook_dispatcher::db::endpoint::{Endpoint, Limits, endpoint_list};
 use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert, signing_key_list};
 use outhook_dispatcher::http::AddressPolicy;
 use outhook_server::admin::endpoint::{EndpointInput, EndpointPatch};
@@ -46,8 +46,15 @@ fn endpoint_line(e: &Endpoint) -> String {
     } else {
         format!("disabled ({})", e.disabled_reason.as_deref().unwrap_or(""))
     };
+    let mut limits = String::new();
+    if let Some(rate) = e.rate_limit {
+        limits.push_str(&format!("  limit {rate}/s burst {}", e.rate_limit_burst.unwrap_or(1)));
+    }
+    if let Some(n) = e.max_in_flight {
+        limits.push_str(&format!("  {n} in flight"));
+    }
     format!(
-        "{}  {:<12} {:<18} {:<10} {}  [{}]",
+        "{}  {:<12} {:<18} {:<10} {}  [{}]{limits}",
         e.id, e.owner, e.scheme, state, e.url, types
     )
 }
@@ -96,6 +103,16 @@ pub enum EndpointCommand {
         /// holds its successors back until it is delivered or dead.
         #[arg(long)]
         fifo: bool,
+        /// At most this many requests, across every worker: `20` or `20/s`,
+        /// `600/min`, `1000/h`.
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit: Option<f64>,
+        /// Requests that may go back to back within --rate-limit (default 1).
+        #[arg(long, requires = "rate_limit")]
+        burst: Option<i32>,
+        /// At most this many attempts in flight at once, across every worker.
+        #[arg(long)]
+        max_in_flight: Option<i32>,
     },
     /// List endpoints.
     List {
@@ -139,6 +156,15 @@ pub enum EndpointCommand {
         /// Ordered or not: `--fifo true` or `--fifo false`.
         #[arg(long)]
         fifo: Option<bool>,
+        /// A new rate limit (`20/s`, `600/min`; `0`: none).
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit: Option<f64>,
+        /// A new burst (`0`: the default, 1).
+        #[arg(long)]
+        burst: Option<i32>,
+        /// A new limit of attempts in flight (`0`: none).
+        #[arg(long)]
+        max_in_flight: Option<i32>,
     },
     /// Each endpoint's health: last success, failures in a row, state.
     Health {
@@ -199,6 +225,9 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             message_id_header,
             auto_disable_after,
             fifo,
+            rate_limit,
+            burst,
+            max_in_flight,
         } => {
             let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
@@ -223,6 +252,11 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     message_id_header,
                     auto_disable_after,
                     fifo,
+                    limits: Limits {
+                        rate: rate_limit.filter(|r| *r != 0.0),
+                        burst: burst.filter(|b| *b != 0),
+                        max_in_flight: max_in_flight.filter(|m| *m != 0),
+                    },
                 },
             )
             .await?;
@@ -255,6 +289,9 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             message_id_header,
             auto_disable_after,
             fifo,
+            rate_limit,
+            burst,
+            max_in_flight,
         } => {
             let patch = EndpointPatch {
                 url,
@@ -274,6 +311,9 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                 message_id_header,
                 auto_disable_after,
                 fifo,
+                rate_limit,
+                rate_limit_burst: burst,
+                max_in_flight,
                 ..EndpointPatch::default()
             };
             let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;
@@ -790,4 +830,40 @@ pub async fn secrets(db: DbArgs, cmd: SecretsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A rate as requests per second: `20`, `20/s`, `600/min` or `1000/h`.
+fn parse_rate(text: &str) -> std::result::Result<f64, String> {
+    let (count, per) = text.split_once('/').unwrap_or((text, "s"));
+    let count: f64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate: try 20/s, 600/min or 1000/h"))?;
+    let seconds = match per.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use s, min or h")),
+    };
+    if !count.is_finite() || count < 0.0 {
+        return Err(format!("`{text}` is not a rate: the count must be 0 or more"));
+    }
+    Ok(count / seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_read_in_any_unit_as_per_second() {
+        assert_eq!(parse_rate("20"), Ok(20.0));
+        assert_eq!(parse_rate("20/s"), Ok(20.0));
+        assert_eq!(parse_rate("600/min"), Ok(10.0));
+        assert_eq!(parse_rate("1800/h"), Ok(0.5));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        for bad in ["fast", "20/day", "-1/s", "inf", "NaN/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad} was taken");
+        }
+    }
 }

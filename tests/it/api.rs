@@ -565,6 +565,9 @@ async fn bad_input_gets_its_problem_type_and_writes_nothing() {
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","headers":{"Content-Type":"text/plain"}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","message_id_header":"Content-Type"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","rate_limit_burst":5}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","rate_limit":-1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","max_in_flight":2000000}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?limit=251", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?limit=0", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?status=lost", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
@@ -591,6 +594,70 @@ async fn bad_input_gets_its_problem_type_and_writes_nothing() {
     for table in ["outbox", "delivery", "endpoint", "endpoint_secret", "idempotency"] {
         assert_eq!(server.count(table).await, 0, "{table} was written");
     }
+}
+
+/// Limits round-trip through the API: set on create, changed and lifted by
+/// a patch (0 lifts; lifting the rate lifts its burst), and a patch that
+/// would leave a burst without a rate is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_limits_are_set_changed_and_lifted() {
+    let server = Server::start(&["--no-worker"]).await;
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                serde_json::json!({"owner": "acme", "url": "https://a.example/hook", "scheme": "trr",
+                                    "rate_limit": 20, "rate_limit_burst": 5, "max_in_flight": 4}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let e = &created;
+    assert_eq!(
+        (
+            e["rate_limit"].as_f64(),
+            e["rate_limit_burst"].as_i64(),
+            e["max_in_flight"].as_i64()
+        ),
+        (Some(20.0), Some(5), Some(4))
+    );
+    let path = format!("/v1/endpoints/{}", e["id"].as_str().unwrap());
+    let (status, patched) = server
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"rate_limit": 0.5, "max_in_flight": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (patched["rate_limit"].as_f64(), patched["rate_limit_burst"].as_i64()),
+        (Some(0.5), Some(5))
+    );
+    assert!(patched["max_in_flight"].is_null());
+    let (status, problem) = server
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"rate_limit": 0, "rate_limit_burst": 3})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (_, unchanged) = server.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        unchanged["rate_limit"].as_f64(),
+        Some(0.5),
+        "a refused patch changed the endpoint"
+    );
+    let (status, lifted) = server
+        .admin(Method::PATCH, &path, Some(serde_json::json!({"rate_limit": 0})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{lifted}");
+    assert!(
+        lifted["rate_limit"].is_null() && lifted["rate_limit_burst"].is_null(),
+        "{lifted}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

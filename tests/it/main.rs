@@ -5,6 +5,7 @@ mod api;
 mod api_fuzz;
 mod cli_admin;
 mod cli_signing;
+mod limits;
 mod portal;
 mod secrets;
 mod signing_interop;

@@ -40,6 +40,12 @@ fn signal(child: &Child, sig: &str) {
 pub async fn setup(url: &str, receiver: &Receiver) -> PgPool {
     let pool = PgPoolOptions::new().max_connections(4).connect(url).await.unwrap();
     outhook_dispatcher::migrate(&pool).await.unwrap();
+    add_endpoint(url, "acme", &receiver.url("/hook"), &[]);
+    pool
+}
+
+/// `outhook endpoint add` for `owner`, scheme `trr`, with `extra` flags.
+pub fn add_endpoint(url: &str, owner: &str, target: &str, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
         .args([
             "endpoint",
@@ -48,20 +54,20 @@ pub async fn setup(url: &str, receiver: &Receiver) -> PgPool {
             "--allow-network",
             "127.0.0.0/8",
             "add",
-            "--owner",
-            "acme",
-            "--scheme",
-            "trr",
-            "--url",
-            &receiver.url("/hook"),
         ])
+        .args(["--owner", owner, "--scheme", "trr", "--url", target])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    pool
 }
 
 pub async fn enqueue(pool: &PgPool, n: usize, offset: usize) {
+    enqueue_for(pool, "acme", n, offset).await;
+}
+
+/// `n` events for `owner`, payloads `{"n": offset…}`, a thousand a transaction.
+pub async fn enqueue_for(pool: &PgPool, owner: &str, n: usize, offset: usize) {
     let payloads: Vec<String> = (offset..offset + n).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
     for chunk in payloads.chunks(1000) {
         let events: Vec<Event> = chunk
@@ -69,7 +75,7 @@ pub async fn enqueue(pool: &PgPool, n: usize, offset: usize) {
             .map(|p| Event {
                 event_type: "item.sold",
                 payload: p,
-                owner: Some("acme"),
+                owner: Some(owner),
                 ..Default::default()
             })
             .collect();

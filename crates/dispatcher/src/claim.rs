@@ -2,21 +2,26 @@
 //! delivery slots, and hands each to its own task. No transaction or row
 //! lock outlives the claim statement; the lease is the only hold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::reconnect_backoff;
 use tracing::Instrument;
 
-use crate::db::delivery::{Completion, delivery_claim, delivery_release_many};
+use crate::db::delivery::{ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_release_many};
 use crate::deliver::{self, Context};
-use crate::endpoint::EndpointCache;
+use crate::endpoint::{EndpointCache, Target};
+
+/// How many deferred rows' slots a claimer remembers to wake for (past
+/// that, the poll interval wakes it).
+const MAX_RATE_WAKES: usize = 100_000;
 
 /// What the claimer needs.
 pub(crate) struct Claimer {
@@ -39,6 +44,10 @@ impl Claimer {
     pub async fn run(self, stop: CancellationToken) -> JoinSet<()> {
         let mut running = JoinSet::new();
         let mut delays = reconnect_backoff(Duration::from_millis(50));
+        // When rows this claimer deferred to a rate slot come due: it wakes
+        // then rather than at the next poll, so a limited endpoint's
+        // requests keep their spacing.
+        let mut rate_wakes: BTreeSet<Instant> = BTreeSet::new();
         while !stop.is_cancelled() {
             // Reap finished attempts so the set stays small.
             while running.try_join_next().is_some() {}
@@ -93,6 +102,15 @@ impl Claimer {
                         continue;
                     }
                 };
+                let (rows, admit_failed) = self.admit(rows, &targets, &mut rate_wakes).await;
+                if admit_failed {
+                    // Not straight back to claiming the same rows.
+                    let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
                 let mut first = Some(first);
                 for row in rows {
                     let permit = match first.take() {
@@ -134,14 +152,74 @@ impl Claimer {
                 }
             }
             if drained {
-                // Nothing more is due: sleep until a notification or the poll interval.
+                // Nothing more is due: sleep until a notification, a deferred
+                // row's slot or the poll interval.
+                let now = Instant::now();
+                while rate_wakes.first().is_some_and(|w| *w <= now) {
+                    rate_wakes.pop_first();
+                }
+                let wake_at = rate_wakes.first().copied().unwrap_or(now + self.poll_interval);
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(self.poll_interval) => {}
+                    () = tokio::time::sleep_until(wake_at) => {}
                     () = stop.cancelled() => {}
                 }
             }
         }
         running
+    }
+
+    /// Passes the rows of limited endpoints through the admission; returns
+    /// the rows to attempt now. Rows of other endpoints pass untouched, and
+    /// a batch without limited endpoints costs nothing more. If the
+    /// admission fails, the limited rows are given back to be claimed again
+    /// (and the flag says so).
+    async fn admit(
+        &self,
+        mut rows: Vec<ClaimedRow>,
+        targets: &HashMap<uuid::Uuid, Option<Arc<Target>>>,
+        rate_wakes: &mut BTreeSet<Instant>,
+    ) -> (Vec<ClaimedRow>, bool) {
+        let is_limited = |r: &ClaimedRow| {
+            targets
+                .get(&r.endpoint_id)
+                .and_then(|t| t.as_ref())
+                .is_some_and(|t| t.limited && t.enabled)
+        };
+        let limited: Vec<(i64, i64)> = rows.iter().filter(|r| is_limited(r)).map(|r| (r.id, r.lease)).collect();
+        if limited.is_empty() {
+            return (rows, false);
+        }
+        match delivery_admit(&self.pool, &limited).await {
+            Ok(answer) => {
+                let now = Instant::now();
+                let mut admitted = HashSet::with_capacity(answer.len());
+                for (id, due_in) in answer {
+                    match due_in {
+                        None => {
+                            admitted.insert(id);
+                        }
+                        Some(secs) if rate_wakes.len() < MAX_RATE_WAKES => {
+                            rate_wakes.insert(now + Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let deferred = limited.len().saturating_sub(admitted.len());
+                if deferred > 0 {
+                    metrics::counter!("outhook_deliveries_deferred_total").increment(deferred as u64);
+                }
+                rows.retain(|r| !is_limited(r) || admitted.contains(&r.id));
+                (rows, false)
+            }
+            Err(e) => {
+                metrics::counter!("outhook_database_errors_total", "operation" => "admit").increment(1);
+                tracing::warn!(error = %e, rows = limited.len(), "admitting rows of limited endpoints failed; giving them back");
+                let _ = delivery_release_many(&self.pool, &limited).await;
+                rows.retain(|r| !is_limited(r));
+                (rows, true)
+            }
+        }
     }
 }

@@ -149,6 +149,7 @@ pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&
     let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
     let mut completion = finish(ctx, row, started, duration_ms, url_text, observed);
     completion.fifo = target.is_some_and(|t| t.fifo);
+    completion.in_flight_limited = target.is_some_and(|t| t.max_in_flight);
     completion
 }
 
@@ -431,6 +432,7 @@ fn finish(
         held,
         made: row.attempts - row.attempts_base,
         fifo: false,
+        in_flight_limited: false,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

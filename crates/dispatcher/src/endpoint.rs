@@ -28,6 +28,10 @@ pub(crate) struct Target {
     pub message_id_header: Option<HeaderName>,
     /// Ordered: when a delivery ends, the next one waiting becomes due.
     pub fifo: bool,
+    /// Has a rate or in-flight limit: claimed rows pass the admission first.
+    pub limited: bool,
+    /// Has an in-flight limit: an ended attempt frees a place.
+    pub max_in_flight: bool,
     updated_at: DateTime<Utc>,
     fingerprint: u64,
 }
@@ -128,6 +132,8 @@ impl Target {
                 Some(name) => HeaderName::try_from(name).ok(),
             },
             fifo: row.fifo,
+            limited: row.rate_limit.is_some() || row.max_in_flight.is_some(),
+            max_in_flight: row.max_in_flight.is_some(),
             updated_at: row.updated_at,
             fingerprint: fp,
         })

@@ -126,6 +126,8 @@ pub(crate) struct Completion {
     pub made: i32,
     /// The endpoint is ordered: when this delivery ends, promote the next.
     pub fifo: bool,
+    /// The endpoint limits attempts in flight: this one's place frees.
+    pub in_flight_limited: bool,
     pub attempt: NewAttempt,
 }
 
@@ -153,6 +155,9 @@ pub(crate) struct CompletionBatch {
     operational: Vec<(i64, i64, &'static str)>,
     /// Ordered endpoints whose head ended: the next one waiting is promoted.
     fifo_ended: Vec<Uuid>,
+    /// Endpoints with an in-flight limit that an attempt left: the rows
+    /// waiting for a place are promoted.
+    in_flight_ended: Vec<Uuid>,
 }
 
 impl CompletionBatch {
@@ -172,6 +177,7 @@ impl CompletionBatch {
             hourly: HashMap::new(),
             operational: Vec::new(),
             fifo_ended: Vec::new(),
+            in_flight_ended: Vec::new(),
         };
         for c in batch {
             *b.hourly
@@ -183,6 +189,9 @@ impl CompletionBatch {
             }
             if c.fifo && c.status != DeliveryStatus::Pending {
                 b.fifo_ended.push(c.endpoint_id);
+            }
+            if c.in_flight_limited {
+                b.in_flight_ended.push(c.endpoint_id);
             }
             if let Some(kind) = operational_event(&c) {
                 b.operational.push((c.id, c.lease, kind));
@@ -203,6 +212,8 @@ impl CompletionBatch {
         b.gone.dedup();
         b.fifo_ended.sort();
         b.fifo_ended.dedup();
+        b.in_flight_ended.sort();
+        b.in_flight_ended.dedup();
         b
     }
 
@@ -247,7 +258,8 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
                          (SELECT CASE WHEN e.enabled THEN now() ELSE 'infinity' END
                           FROM outhook.endpoint e WHERE e.id = d.endpoint_id)
                      ELSE coalesce(i.next_at, d.next_attempt_at) END,
-                 finished_at = CASE WHEN i.status <> 0 THEN now() END, last_error = i.error
+                 finished_at = CASE WHEN i.status <> 0 THEN now() END, last_error = i.error,
+                in_flight_until = NULL
              FROM input i
              WHERE d.id = i.id AND d.lease = i.lease AND d.status = 0
              RETURNING d.id
@@ -299,6 +311,12 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
             .execute(&mut *tx)
             .await?;
     }
+    if !b.in_flight_ended.is_empty() {
+        sqlx::query("SELECT outhook.limit_release($1)")
+            .bind(&b.in_flight_ended[..])
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(written)
 }
@@ -346,7 +364,7 @@ async fn operational_events_insert(tx: &mut sqlx::PgConnection, events: &[(i64, 
 pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) -> Result<u64> {
     let (ids, leases): (Vec<i64>, Vec<i64>) = held.iter().copied().unzip();
     Ok(sqlx::query(
-        "UPDATE outhook.delivery d SET next_attempt_at = now(), attempts = d.attempts - 1
+        "UPDATE outhook.delivery d SET next_attempt_at = now(), attempts = d.attempts - 1, in_flight_until = NULL
          FROM unnest($1::bigint[], $2::bigint[]) AS h(id, lease)
          WHERE d.id = h.id AND d.lease = h.lease AND d.status = 0",
     )
@@ -357,6 +375,48 @@ pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) ->
     .rows_affected())
 }
 
+/// Admits claimed rows of limited endpoints under each endpoint's limiter
+/// lock: returns the ids that may be attempted now (`None`), and those
+/// deferred with the time until their reserved rate slot. Rows not
+/// admitted were given back, their attempt uncounted; rows over the
+/// in-flight limit wait (status 4, not returned) until an attempt on that
+/// endpoint ends.
+pub(crate) async fn delivery_admit(pool: &PgPool, rows: &[(i64, i64)]) -> Result<Vec<(i64, Option<f64>)>> {
+    let (ids, leases): (Vec<i64>, Vec<i64>) = rows.iter().copied().unzip();
+    Ok(sqlx::query_as("SELECT row_id, due_in FROM outhook.limit_admit($1, $2)")
+        .bind(ids)
+        .bind(leases)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// After an endpoint's limits changed: rows deferred under the old rate are
+/// due again (one microsecond apart, in order) to be slotted anew, the rate
+/// state starts over, and rows waiting for an in-flight place get any the
+/// new limit frees.
+pub(crate) async fn delivery_limits_changed(tx: &mut sqlx::PgConnection, endpoint: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE outhook.delivery d
+         SET next_attempt_at = now() + h.n * interval '1 microsecond', rate_slot = false
+         FROM (SELECT id, row_number() OVER (ORDER BY next_attempt_at, id) AS n FROM outhook.delivery
+               WHERE endpoint_id = $1 AND status = 0 AND rate_slot AND next_attempt_at > now()
+                 AND next_attempt_at <> 'infinity') h
+         WHERE d.id = h.id",
+    )
+    .bind(endpoint)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE outhook.endpoint_limiter SET tat = now() WHERE endpoint_id = $1")
+        .bind(endpoint)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT outhook.limit_release(ARRAY[$1])")
+        .bind(endpoint)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Holds the pending deliveries of disabled endpoints: they wait (at
 /// `infinity`, past every claim) until the endpoint is enabled. Rows in
 /// flight keep their lease: their result is written as usual, and if it
@@ -364,7 +424,7 @@ pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) ->
 /// the row then.
 pub(crate) async fn delivery_hold(tx: &mut sqlx::PgConnection, endpoints: &[Uuid]) -> Result<u64> {
     Ok(sqlx::query(
-        "UPDATE outhook.delivery SET next_attempt_at = 'infinity'
+        "UPDATE outhook.delivery SET next_attempt_at = 'infinity', rate_slot = false
          WHERE endpoint_id = ANY($1) AND status = 0 AND next_attempt_at <> 'infinity'",
     )
     .bind(endpoints)
@@ -419,7 +479,17 @@ pub(crate) async fn delivery_held_sweep(pool: &PgPool, max_age: Duration) -> Res
     )
     .fetch_one(pool)
     .await?;
-    Ok((dead, resumed + u64::try_from(promoted).unwrap_or(0)))
+    // Places held by attempts whose worker died free when their lease ends;
+    // rows waiting for them are promoted here if no completion did it.
+    let released: i32 = sqlx::query_scalar(
+        "SELECT outhook.limit_release(array(SELECT DISTINCT endpoint_id FROM outhook.delivery WHERE status = 4))",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((
+        dead,
+        resumed + u64::try_from(promoted).unwrap_or(0) + u64::try_from(released).unwrap_or(0),
+    ))
 }
 
 /// What a re-queue sets: due now, a fresh retry cycle, and a new lease so a

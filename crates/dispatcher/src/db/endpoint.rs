@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::error::Result;
 
 const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, disabled_at, \
-                       auto_disable_after_secs, fifo, headers, description, signing_key_id, message_id_header, \
-                       created_at, updated_at";
+                       auto_disable_after_secs, fifo, rate_limit, rate_limit_burst, max_in_flight, headers, \
+                       description, signing_key_id, message_id_header, created_at, updated_at";
 
 /// An endpoint, as administrators see it (secrets are never included).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -39,6 +39,12 @@ pub struct Endpoint {
     pub auto_disable_after_secs: Option<i32>,
     /// Ordered: deliveries are attempted one at a time, in outbox order.
     pub fifo: bool,
+    /// At most this many requests per second, across every worker.
+    pub rate_limit: Option<f64>,
+    /// How many requests may go at once within the rate (default 1).
+    pub rate_limit_burst: Option<i32>,
+    /// At most this many attempts in flight at once, across every worker.
+    pub max_in_flight: Option<i32>,
     /// Static headers added to every request. They may carry credentials:
     /// serialised (as `endpoint show` prints them) with values redacted.
     #[serde(serialize_with = "redacted_values")]
@@ -95,6 +101,46 @@ pub struct NewEndpoint {
     pub auto_disable_after_secs: Option<i32>,
     /// Ordered: one delivery at a time, in outbox order.
     pub fifo: bool,
+    /// The endpoint's limits.
+    pub limits: Limits,
+}
+
+/// An endpoint's limits, held across every worker (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Requests per second.
+    pub rate: Option<f64>,
+    /// Requests that may go back to back within the rate (default 1).
+    pub burst: Option<i32>,
+    /// Attempts in flight at once.
+    pub max_in_flight: Option<i32>,
+}
+
+impl Limits {
+    /// Checks the values are in range: a rate above 0 and at most 1,000,000
+    /// per second, a burst and an in-flight limit from 1 to 1,000,000.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.rate
+            && !(r > 0.0 && r <= 1_000_000.0)
+        {
+            return Err(crate::Error::Config(format!(
+                "rate limit {r} is out of range (above 0, at most 1000000 per second)"
+            )));
+        }
+        for (name, v) in [("burst", self.burst), ("max in flight", self.max_in_flight)] {
+            if let Some(v) = v
+                && !(1..=1_000_000).contains(&v)
+            {
+                return Err(crate::Error::Config(format!(
+                    "{name} {v} is out of range (1 to 1000000)"
+                )));
+            }
+        }
+        if self.burst.is_some() && self.rate.is_none() {
+            return Err(crate::Error::Config("a burst needs a rate limit".into()));
+        }
+        Ok(())
+    }
 }
 
 fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
@@ -108,11 +154,13 @@ fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
 
 /// Creates an endpoint and its first secret, in one transaction.
 pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoint> {
+    new.limits.validate()?;
     let mut tx = pool.begin().await?;
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
-                                       message_id_header, auto_disable_after_secs, fifo)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+                                       message_id_header, auto_disable_after_secs, fifo, rate_limit,
+                                       rate_limit_burst, max_in_flight)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -125,6 +173,9 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(&new.message_id_header)
     .bind(new.auto_disable_after_secs)
     .bind(new.fifo)
+    .bind(new.limits.rate)
+    .bind(new.limits.burst)
+    .bind(new.limits.max_in_flight)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -289,16 +340,35 @@ pub struct EndpointUpdate {
     pub auto_disable_after_secs: Option<i32>,
     /// Ordered or not (deliveries already pending are not reordered).
     pub fifo: Option<bool>,
+    /// A new rate limit in requests per second (0: none; a burst goes with it).
+    pub rate_limit: Option<f64>,
+    /// A new burst (0: the default, 1).
+    pub rate_limit_burst: Option<i32>,
+    /// A new limit of attempts in flight (0: none).
+    pub max_in_flight: Option<i32>,
 }
 
-/// Applies `update` to endpoint `id`.
+impl EndpointUpdate {
+    fn changes_limits(&self) -> bool {
+        self.rate_limit.is_some() || self.rate_limit_burst.is_some() || self.max_in_flight.is_some()
+    }
+}
+
+/// Applies `update` to endpoint `id`. New limits apply to what is pending
+/// too: rows given a rate slot under the old rate are slotted again, and
+/// rows waiting for an in-flight place get the places a raised limit frees.
 pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -> Result<Endpoint> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let mut tx = pool.begin().await?;
+    let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE outhook.endpoint SET url = coalesce($2, url), event_types = coalesce($3, event_types),
                 headers = coalesce($4, headers), description = coalesce($5, description),
                 scheme_settings = coalesce($6, scheme_settings),
                 message_id_header = coalesce($7, message_id_header),
                 auto_disable_after_secs = coalesce($8, auto_disable_after_secs), fifo = coalesce($9, fifo),
+                rate_limit = CASE WHEN $10::float8 IS NULL THEN rate_limit WHEN $10 = 0 THEN NULL ELSE $10 END,
+                rate_limit_burst = CASE WHEN $10 = 0 THEN NULL WHEN $11::int IS NULL THEN rate_limit_burst
+                                        WHEN $11 = 0 THEN NULL ELSE $11 END,
+                max_in_flight = CASE WHEN $12::int IS NULL THEN max_in_flight WHEN $12 = 0 THEN NULL ELSE $12 END,
                 updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
@@ -311,9 +381,30 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(&update.message_id_header)
     .bind(update.auto_disable_after_secs)
     .bind(update.fifo)
-    .fetch_optional(pool)
+    .bind(update.rate_limit)
+    .bind(update.rate_limit_burst)
+    .bind(update.max_in_flight)
+    .fetch_optional(&mut *tx)
     .await?
-    .ok_or(crate::Error::NotFound("endpoint"))
+    .ok_or(crate::Error::NotFound("endpoint"))?;
+    if update.changes_limits() {
+        // Checked on the merged row; an error rolls the update back.
+        endpoint.limits().validate()?;
+        crate::db::delivery::delivery_limits_changed(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
+impl Endpoint {
+    /// Its limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rate: self.rate_limit,
+            burst: self.rate_limit_burst,
+            max_in_flight: self.max_in_flight,
+        }
+    }
 }
 
 /// Enables an endpoint, or disables it with a reason, in one transaction
@@ -420,6 +511,8 @@ pub(crate) struct DispatchEndpoint {
     pub private_key_pem: Option<String>,
     pub message_id_header: Option<String>,
     pub fifo: bool,
+    pub rate_limit: Option<f64>,
+    pub max_in_flight: Option<i32>,
 }
 
 /// The dispatch view of several endpoints, in one round trip.
@@ -429,7 +522,7 @@ pub(crate) async fn endpoint_dispatch_get_many(pool: &PgPool, ids: &[Uuid]) -> R
                 array(SELECT s.secret FROM outhook.endpoint_secret s
                       WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
                       ORDER BY s.created_at DESC, s.id DESC) AS secrets,
-                k.private_key_pem, e.message_id_header, e.fifo
+                k.private_key_pem, e.message_id_header, e.fifo, e.rate_limit, e.max_in_flight
          FROM outhook.endpoint e LEFT JOIN outhook.signing_key k ON k.id = e.signing_key_id
          WHERE e.id = ANY($1)",
     )

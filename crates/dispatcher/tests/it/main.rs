@@ -7,6 +7,7 @@ mod common;
 mod end_to_end;
 mod fifo;
 mod health;
+mod limits;
 mod migrations;
 mod operational;
 mod outbox;

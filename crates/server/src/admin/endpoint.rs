@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderName, HeaderValue};
 use outhook_dispatcher::db::endpoint::{
-    Endpoint, EndpointFilter, EndpointUpdate, NewEndpoint, endpoint_delete, endpoint_get, endpoint_insert,
+    Endpoint, EndpointFilter, EndpointUpdate, Limits, NewEndpoint, endpoint_delete, endpoint_get, endpoint_insert,
     endpoint_list_page, endpoint_secret_list, endpoint_secret_rotate, endpoint_set_enabled, endpoint_update,
 };
 use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert};
@@ -51,6 +51,8 @@ pub struct EndpointInput {
     pub auto_disable_after: Option<Duration>,
     /// Ordered: one delivery at a time, in outbox order.
     pub fifo: bool,
+    /// Rate and in-flight limits, held across every worker.
+    pub limits: Limits,
 }
 
 /// A created endpoint and, once, its secret.
@@ -85,6 +87,52 @@ pub struct EndpointPatch {
     pub auto_disable_after: Option<Duration>,
     /// Ordered or not.
     pub fifo: Option<bool>,
+    /// A new rate limit, requests per second (0: none).
+    pub rate_limit: Option<f64>,
+    /// A new burst (0: the default, 1).
+    pub rate_limit_burst: Option<i32>,
+    /// A new limit of attempts in flight (0: none).
+    pub max_in_flight: Option<i32>,
+}
+
+/// Checks limits, naming the parameter at fault.
+fn check_limits(limits: &Limits) -> Result<()> {
+    limits.validate().map_err(|e| {
+        let name = if limits.burst.is_some() && limits.rate.is_none() {
+            "rate_limit_burst"
+        } else {
+            "limits"
+        };
+        Error::parameter(
+            name,
+            e.to_string().trim_start_matches("invalid configuration: ").to_owned(),
+        )
+    })
+}
+
+/// The limits `patch` leaves on an endpoint that has `current`.
+fn merged_limits(current: Limits, patch: &EndpointPatch) -> Limits {
+    let pick_f = |old: Option<f64>, new: Option<f64>| match new {
+        None => old,
+        Some(0.0) => None,
+        Some(v) => Some(v),
+    };
+    let pick_i = |old: Option<i32>, new: Option<i32>| match new {
+        None => old,
+        Some(0) => None,
+        Some(v) => Some(v),
+    };
+    let rate = pick_f(current.rate, patch.rate_limit);
+    Limits {
+        rate,
+        // Lifting the rate lifts its burst.
+        burst: if patch.rate_limit == Some(0.0) && patch.rate_limit_burst.is_none() {
+            None
+        } else {
+            pick_i(current.burst, patch.rate_limit_burst)
+        },
+        max_in_flight: pick_i(current.max_in_flight, patch.max_in_flight),
+    }
 }
 
 /// An auto-disable window in whole seconds, as stored.
@@ -237,6 +285,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
     }
     check_url(policy, &input.url).await?;
     check_event_types(&input.event_types)?;
+    check_limits(&input.limits)?;
     let headers = check_headers(&input.headers)?;
     if let Some(name) = &input.message_id_header {
         check_id_header(name)?;
@@ -277,6 +326,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
             message_id_header: input.message_id_header.map(|n| n.to_ascii_lowercase()),
             auto_disable_after_secs: window_secs(input.auto_disable_after)?,
             fifo: input.fifo,
+            limits: input.limits,
         },
     )
     .await?;
@@ -376,6 +426,7 @@ pub async fn update(
     if let Some(name) = &patch.message_id_header {
         check_id_header(name)?;
     }
+    check_limits(&merged_limits(current.limits(), &patch))?;
     let mut endpoint = current;
     if patch.url.is_some()
         || patch.event_types.is_some()
@@ -385,6 +436,9 @@ pub async fn update(
         || patch.message_id_header.is_some()
         || patch.auto_disable_after.is_some()
         || patch.fifo.is_some()
+        || patch.rate_limit.is_some()
+        || patch.rate_limit_burst.is_some()
+        || patch.max_in_flight.is_some()
     {
         endpoint = endpoint_update(
             pool,
@@ -398,6 +452,9 @@ pub async fn update(
                 message_id_header: patch.message_id_header.map(|n| n.to_ascii_lowercase()),
                 auto_disable_after_secs: window_secs(patch.auto_disable_after)?,
                 fifo: patch.fifo,
+                rate_limit: patch.rate_limit,
+                rate_limit_burst: patch.rate_limit_burst,
+                max_in_flight: patch.max_in_flight,
             },
         )
         .await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
+use outhook_dispatcher::db::endpoint::Limits;
 use outhook_signer::Secret;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -62,6 +63,11 @@ pub async fn create(
             message_id_header: input.message_id_header,
             auto_disable_after: input.auto_disable_after_seconds.map(std::time::Duration::from_secs),
             fifo: input.fifo,
+            limits: Limits {
+                rate: input.rate_limit.filter(|r| *r != 0.0),
+                burst: input.rate_limit_burst.filter(|b| *b != 0),
+                max_in_flight: input.max_in_flight.filter(|m| *m != 0),
+            },
         },
     )
     .await?;
@@ -139,6 +145,9 @@ pub async fn update(
             message_id_header: patch.message_id_header,
             auto_disable_after: patch.auto_disable_after_seconds.map(std::time::Duration::from_secs),
             fifo: patch.fifo,
+            rate_limit: patch.rate_limit,
+            rate_limit_burst: patch.rate_limit_burst,
+            max_in_flight: patch.max_in_flight,
         },
     )
     .await?;

@@ -52,6 +52,18 @@ pub struct EndpointIn {
     /// failing one holds its successors back until it is delivered or dead.
     #[serde(default)]
     pub fifo: bool,
+    /// At most this many requests per second to the endpoint, across every
+    /// worker; absent or 0: no limit.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rate_limit: Option<f64>,
+    /// How many requests may go back to back within the rate (default 1);
+    /// needs `rate_limit`.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rate_limit_burst: Option<i32>,
+    /// At most this many attempts in flight at once, across every worker;
+    /// absent or 0: no limit.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_in_flight: Option<i32>,
 }
 
 /// Changes to an endpoint; absent fields stay as they are.
@@ -79,6 +91,15 @@ pub struct EndpointPatchIn {
     pub auto_disable_after_seconds: Option<u64>,
     /// Ordered or not (deliveries already pending are not reordered).
     pub fifo: Option<bool>,
+    /// A new rate limit in requests per second; 0: none (and no burst).
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rate_limit: Option<f64>,
+    /// A new burst; 0: the default, 1.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rate_limit_burst: Option<i32>,
+    /// A new limit of attempts in flight; 0: none.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_in_flight: Option<i32>,
 }
 
 /// An endpoint. Secrets are never part of it; static header values are `***`.
@@ -108,6 +129,12 @@ pub struct EndpointOut {
     pub auto_disable_after_seconds: Option<i32>,
     /// Ordered: one delivery at a time, in outbox order.
     pub fifo: bool,
+    /// Requests per second at most, across every worker; null: no limit.
+    pub rate_limit: Option<f64>,
+    /// Requests that may go back to back within the rate; null: 1.
+    pub rate_limit_burst: Option<i32>,
+    /// Attempts in flight at most, across every worker; null: no limit.
+    pub max_in_flight: Option<i32>,
     /// Static header names, each with the value `***`.
     pub headers: BTreeMap<String, String>,
     /// Free text.
@@ -141,6 +168,9 @@ impl From<Endpoint> for EndpointOut {
             disabled_at: e.disabled_at,
             auto_disable_after_seconds: e.auto_disable_after_secs,
             fifo: e.fifo,
+            rate_limit: e.rate_limit,
+            rate_limit_burst: e.rate_limit_burst,
+            max_in_flight: e.max_in_flight,
             headers,
             description: e.description,
             signing_key_id: e.signing_key_id,

@@ -232,6 +232,18 @@ pub async fn show(
                     dt { "Delivery order" } dd {
                         @if e.fifo { "One at a time, in order (FIFO)" } @else { "Concurrent" }
                     }
+                    dt { "Rate limit" } dd {
+                        @match e.rate_limit {
+                            None => span.muted { "None" },
+                            Some(r) => { (r) " requests per second, bursts of " (e.rate_limit_burst.unwrap_or(1)) }
+                        }
+                    }
+                    dt { "In flight at most" } dd {
+                        @match e.max_in_flight {
+                            None => span.muted { "No limit" },
+                            Some(n) => { (n) " requests at once" }
+                        }
+                    }
                     dt { "Message id header" } dd {
                         @match e.message_id_header.as_deref() {
                             None => code { "webhook-id" },
