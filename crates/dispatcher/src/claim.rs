@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -102,53 +102,24 @@ impl Claimer {
                         continue;
                     }
                 };
-                let (rows, admit_failed) = self.admit(rows, &targets, &mut rate_wakes).await;
-                if admit_failed {
-                    // Not straight back to claiming the same rows.
-                    let pause = delays.next().unwrap_or(Duration::from_secs(5));
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = stop.cancelled() => {}
-                    }
-                }
+                // Rows of limited endpoints pass the admission; the others
+                // go first, so the admission's round trip never delays them.
+                let (limited, free): (Vec<ClaimedRow>, Vec<ClaimedRow>) =
+                    rows.into_iter().partition(|r| is_limited(&targets, r));
                 let mut first = Some(first);
-                for row in rows {
-                    let permit = match first.take() {
-                        Some(p) => p,
-                        // We claimed no more rows than there were free slots.
-                        None => match self.slots.clone().try_acquire_owned() {
-                            Ok(p) => p,
-                            Err(_) => match self.slots.clone().acquire_owned().await {
-                                Ok(p) => p,
-                                Err(_) => break,
-                            },
-                        },
-                    };
-                    let target = targets.get(&row.endpoint_id).cloned().flatten();
-                    let ctx = self.ctx.clone();
-                    let results = self.results.clone();
-                    let held = self.held.clone();
-                    if let Ok(mut h) = held.lock() {
-                        h.insert(row.id, row.lease);
-                    }
-                    let span = tracing::info_span!("delivery", delivery_id = row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
-                    metrics::gauge!("outhook_attempts_in_flight").increment(1.0);
-                    running.spawn(
-                        async move {
-                            let id = row.id;
-                            let completion = deliver::attempt(&ctx, row, target.as_ref()).await;
-                            tracing::debug!(outcome = completion.attempt.outcome, status = ?completion.attempt.status_code, "attempt finished");
-                            // Past this point the completer owns the result.
-                            if results.send(completion).await.is_ok()
-                                && let Ok(mut h) = held.lock()
-                            {
-                                h.remove(&id);
-                            }
-                            drop(permit);
-                            metrics::gauge!("outhook_attempts_in_flight").decrement(1.0);
+                self.spawn_attempts(free, &targets, &mut first, &mut running).await;
+                if !limited.is_empty() {
+                    let (admitted, failed) = self.admit(limited, &mut rate_wakes).await;
+                    self.spawn_attempts(admitted, &targets, &mut first, &mut running).await;
+                    if failed {
+                        // Not straight back to claiming the same rows.
+                        drop(first);
+                        let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = stop.cancelled() => {}
                         }
-                        .instrument(span),
-                    );
+                    }
                 }
             }
             if drained {
@@ -170,27 +141,61 @@ impl Claimer {
         running
     }
 
-    /// Passes the rows of limited endpoints through the admission; returns
-    /// the rows to attempt now. Rows of other endpoints pass untouched, and
-    /// a batch without limited endpoints costs nothing more. If the
-    /// admission fails, the limited rows are given back to be claimed again
-    /// (and the flag says so).
-    async fn admit(
+    /// Starts an attempt for each row, each holding a delivery slot (the
+    /// claim took no more rows than there were free slots; `first` is the
+    /// one already held).
+    async fn spawn_attempts(
         &self,
-        mut rows: Vec<ClaimedRow>,
+        rows: Vec<ClaimedRow>,
         targets: &HashMap<uuid::Uuid, Option<Arc<Target>>>,
-        rate_wakes: &mut BTreeSet<Instant>,
-    ) -> (Vec<ClaimedRow>, bool) {
-        let is_limited = |r: &ClaimedRow| {
-            targets
-                .get(&r.endpoint_id)
-                .and_then(|t| t.as_ref())
-                .is_some_and(|t| t.limited && t.enabled)
-        };
-        let limited: Vec<(i64, i64)> = rows.iter().filter(|r| is_limited(r)).map(|r| (r.id, r.lease)).collect();
-        if limited.is_empty() {
-            return (rows, false);
+        first: &mut Option<OwnedSemaphorePermit>,
+        running: &mut JoinSet<()>,
+    ) {
+        for row in rows {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => match self.slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                },
+            };
+            let target = targets.get(&row.endpoint_id).cloned().flatten();
+            let ctx = self.ctx.clone();
+            let results = self.results.clone();
+            let held = self.held.clone();
+            if let Ok(mut h) = held.lock() {
+                h.insert(row.id, row.lease);
+            }
+            let span = tracing::info_span!("delivery", delivery_id = row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
+            metrics::gauge!("outhook_attempts_in_flight").increment(1.0);
+            running.spawn(
+                async move {
+                    let id = row.id;
+                    let completion = deliver::attempt(&ctx, row, target.as_ref()).await;
+                    tracing::debug!(outcome = completion.attempt.outcome, status = ?completion.attempt.status_code, "attempt finished");
+                    // Past this point the completer owns the result.
+                    if results.send(completion).await.is_ok()
+                        && let Ok(mut h) = held.lock()
+                    {
+                        h.remove(&id);
+                    }
+                    drop(permit);
+                    metrics::gauge!("outhook_attempts_in_flight").decrement(1.0);
+                }
+                .instrument(span),
+            );
         }
+    }
+
+    /// Passes claimed rows of limited endpoints through the admission;
+    /// returns the rows to attempt now. Deferred rows' slots go into
+    /// `rate_wakes`. If the admission fails, the rows are given back to be
+    /// claimed again (and the flag says so).
+    async fn admit(&self, rows: Vec<ClaimedRow>, rate_wakes: &mut BTreeSet<Instant>) -> (Vec<ClaimedRow>, bool) {
+        let limited: Vec<(i64, i64)> = rows.iter().map(|r| (r.id, r.lease)).collect();
         match delivery_admit(&self.pool, &limited).await {
             Ok(answer) => {
                 let now = Instant::now();
@@ -210,16 +215,23 @@ impl Claimer {
                 if deferred > 0 {
                     metrics::counter!("outhook_deliveries_deferred_total").increment(deferred as u64);
                 }
-                rows.retain(|r| !is_limited(r) || admitted.contains(&r.id));
-                (rows, false)
+                (rows.into_iter().filter(|r| admitted.contains(&r.id)).collect(), false)
             }
             Err(e) => {
                 metrics::counter!("outhook_database_errors_total", "operation" => "admit").increment(1);
                 tracing::warn!(error = %e, rows = limited.len(), "admitting rows of limited endpoints failed; giving them back");
                 let _ = delivery_release_many(&self.pool, &limited).await;
-                rows.retain(|r| !is_limited(r));
-                (rows, true)
+                (Vec::new(), true)
             }
         }
     }
+}
+
+/// Whether a row's endpoint has a limit its rows must be admitted under
+/// (a disabled endpoint's rows go straight to being held).
+fn is_limited(targets: &HashMap<uuid::Uuid, Option<Arc<Target>>>, row: &ClaimedRow) -> bool {
+    targets
+        .get(&row.endpoint_id)
+        .and_then(|t| t.as_ref())
+        .is_some_and(|t| t.limited && t.enabled)
 }
