@@ -203,8 +203,9 @@ struct Worker {
 impl Worker {
     /// `outhook run`, or with `serve` the worker inside `outhook serve`
     /// (API on a free loopback port).
-    fn start(url: &str, extra: &[&str], serve: bool) -> Result<Self> {
+    fn start(url: &str, extra: &[&str], serve: bool, stage_log: &std::path::Path) -> Result<Self> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_outhook"));
+        command.env("OUTHOOK_STAGE_LOG", stage_log);
         if serve {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
@@ -583,8 +584,10 @@ async fn run(
         enqueue(&pool, s, 0, planned, 1000, &mut commits).await?;
     }
     let started_ns = now_ns();
+    let stage_log = std::env::temp_dir().join(format!("outhook-bench-stages-{}-{}.log", std::process::id(), s.name));
+    let _ = std::fs::remove_file(&stage_log);
     let workers: Vec<Worker> = (0..s.workers)
-        .map(|_| Worker::start(&url, s.worker_args, s.serve))
+        .map(|_| Worker::start(&url, s.worker_args, s.serve, &stage_log))
         .collect::<Result<_>>()?;
     if steady && s.producers > 0 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -718,6 +721,12 @@ async fn run(
         None
     };
     let limited = s.limited.map(|(rate, _)| limited_stats(&mut limited_at, rate));
+    let stages = if s.endpoints == 1 {
+        stage_breakdown(&pool, &stage_log, &commits, &first_ok).await?
+    } else {
+        serde_json::Value::Null
+    };
+    let _ = std::fs::remove_file(&stage_log);
     let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
         .fetch_one(&pool)
         .await?;
@@ -748,7 +757,144 @@ async fn run(
         "old_attempts_left": old_left.map(|o| o.0),
         "old_deliveries_left": old_left.map(|o| o.1),
         "limited": limited,
+        "stages_ms": stages,
     }))
+}
+
+/// Each delivery's stages (from the workers' `OUTHOOK_STAGE_LOG` stamps,
+/// joined with this bench's commit and arrival times by message), as
+/// p50 / p99 per stage over every delivery, and the mean per stage over the
+/// slowest 1% by end-to-end latency. Stages: commit to the notification's
+/// arrival at the listener, to the claimer's wake-up, to the claim being
+/// sent (for deliveries claimed after a wake-up; `commit_to_claim` covers
+/// every delivery), the claim round trip, to the attempt's start, signing,
+/// the request until it arrives at the receiver, the answer until its head
+/// is back, the body, and the completion's commit (off the latency path).
+async fn stage_breakdown(
+    pool: &PgPool,
+    path: &std::path::Path,
+    commits: &HashMap<u64, u64>,
+    arrivals: &HashMap<u64, u64>,
+) -> Result<serde_json::Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(serde_json::Value::Null);
+    };
+    let seqs: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT replace(uid::text, '-', ''), (payload->>'seq')::bigint FROM outhook.outbox WHERE payload->>'seq' IS NOT NULL")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    const NAMES: [&str; 11] = [
+        "commit_to_notified",
+        "notified_to_woke",
+        "woke_to_claim",
+        "commit_to_claim",
+        "claim",
+        "claimed_to_start",
+        "sign",
+        "request_to_arrival",
+        "arrival_to_answer",
+        "response_body",
+        "complete",
+    ];
+    // The first attempt of each message: (end to end, stages; NaN where a stage did not happen).
+    let mut rows: HashMap<i64, (u64, f64, [f64; 11])> = HashMap::new();
+    for line in text.lines() {
+        let mut it = line.split(' ');
+        let Some(uid) = it.next() else { continue };
+        let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+        let (
+            [
+                notified,
+                woke,
+                claim_sent,
+                claimed,
+                started,
+                signed,
+                answered,
+                read,
+                written,
+            ],
+            Some(&seq),
+        ) = (<[u64; 9]>::try_from(v).unwrap_or([0; 9]), seqs.get(uid))
+        else {
+            continue;
+        };
+        let (Some(&commit), Some(&arrival)) = (commits.get(&(seq as u64)), arrivals.get(&(seq as u64 * 16))) else {
+            continue;
+        };
+        if claimed == 0 || signed == 0 {
+            continue;
+        }
+        let ms = |a: u64, b: u64| {
+            if a == 0 || b == 0 {
+                f64::NAN
+            } else {
+                (b as f64 - a as f64) / 1e6
+            }
+        };
+        let woken = notified != 0 && woke != 0 && notified >= commit;
+        let stages = [
+            if woken { ms(commit, notified) } else { f64::NAN },
+            if woken { ms(notified, woke) } else { f64::NAN },
+            if woken { ms(woke, claim_sent) } else { f64::NAN },
+            ms(commit, claim_sent),
+            ms(claim_sent, claimed),
+            ms(claimed, started),
+            ms(started, signed),
+            ms(signed, arrival),
+            ms(arrival, answered),
+            ms(answered, read),
+            ms(read, written),
+        ];
+        let e2e = ms(commit, arrival);
+        rows.entry(seq)
+            .and_modify(|r| {
+                if claimed < r.0 {
+                    *r = (claimed, e2e, stages);
+                }
+            })
+            .or_insert((claimed, e2e, stages));
+    }
+    if rows.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    let mut all: Vec<(f64, [f64; 11])> = rows.into_values().map(|(_, e, s)| (e, s)).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let slow = &all[all.len() - (all.len() / 100).max(1)..];
+    let r3 = |x: f64| {
+        if x.is_nan() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!((x * 1000.0).round() / 1000.0)
+        }
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("deliveries".into(), all.len().into());
+    out.insert(
+        "woken_share".into(),
+        r3(all.iter().filter(|r| !r.1[0].is_nan()).count() as f64 / all.len() as f64),
+    );
+    for (i, name) in NAMES.iter().enumerate() {
+        let mut v: Vec<f64> = all.iter().map(|r| r.1[i]).filter(|x| !x.is_nan()).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let slow_v: Vec<f64> = slow.iter().map(|r| r.1[i]).filter(|x| !x.is_nan()).collect();
+        let slow_mean = if slow_v.is_empty() {
+            f64::NAN
+        } else {
+            slow_v.iter().sum::<f64>() / slow_v.len() as f64
+        };
+        out.insert(
+            (*name).into(),
+            serde_json::json!({ "p50": r3(percentile(&v, 50.0)), "p99": r3(percentile(&v, 99.0)), "slowest_1pct_mean": r3(slow_mean) }),
+        );
+    }
+    out.insert(
+        "slowest_1pct_end_to_end_mean".into(),
+        r3(slow.iter().map(|r| r.0).sum::<f64>() / slow.len() as f64),
+    );
+    Ok(serde_json::Value::Object(out))
 }
 
 /// The rate-limited neighbour's arrivals: how many, their rate over their

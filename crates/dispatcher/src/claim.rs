@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -18,6 +19,7 @@ use tracing::Instrument;
 use crate::db::delivery::{ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_release_many};
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};
+use crate::stages::{Stamps, now_ns};
 
 /// How many deferred rows' slots a claimer remembers to wake for (past
 /// that, the poll interval wakes it).
@@ -33,6 +35,8 @@ pub(crate) struct Claimer {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub wake: Arc<Notify>,
+    /// When the listener last received a notification (stage stamps).
+    pub last_notified: Arc<AtomicU64>,
     pub results: mpsc::Sender<Completion>,
     /// Leases held by running attempts, to give back if they are cut short.
     pub held: Arc<Mutex<HashMap<i64, i64>>>,
@@ -48,6 +52,8 @@ impl Claimer {
         // then rather than at the next poll, so a limited endpoint's
         // requests keep their spacing.
         let mut rate_wakes: BTreeSet<Instant> = BTreeSet::new();
+        // (notified, woke) for the claim after a notification's wake-up.
+        let mut woken = (0, 0);
         while !stop.is_cancelled() {
             // Reap finished attempts so the set stays small.
             while running.try_join_next().is_some() {}
@@ -60,8 +66,20 @@ impl Claimer {
                 () = stop.cancelled() => break,
             };
             let want = (self.slots.available_permits() + 1).min(self.batch_size);
+            let claim_sent = now_ns();
+            let (notified, woke) = std::mem::take(&mut woken);
             let rows = match delivery_claim(&self.pool, want as i64, self.lease).await {
-                Ok(rows) => {
+                Ok(mut rows) => {
+                    let claimed = now_ns();
+                    for r in &mut rows {
+                        r.stamps = Stamps {
+                            notified,
+                            woke,
+                            claim_sent,
+                            claimed,
+                            ..Stamps::default()
+                        };
+                    }
                     delays = reconnect_backoff(Duration::from_millis(50));
                     if !rows.is_empty() {
                         metrics::histogram!("outhook_claim_batch_size").record(rows.len() as f64);
@@ -131,7 +149,9 @@ impl Claimer {
                 }
                 let wake_at = rate_wakes.first().copied().unwrap_or(now + self.poll_interval);
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.wake.notified() => {
+                        woken = (self.last_notified.load(Ordering::Relaxed), now_ns());
+                    }
                     () = tokio::time::sleep(self.poll_interval) => {}
                     () = tokio::time::sleep_until(wake_at) => {}
                     () = stop.cancelled() => {}

@@ -20,6 +20,7 @@ use crate::db::delivery::{Completion, CompletionBatch, delivery_complete_many};
 use crate::db::endpoint_health::{HealthDelta, HourlyCounts, endpoint_health_add};
 use crate::endpoint::EndpointCache;
 use crate::retry::reconnect_backoff;
+use crate::stages::{StageRecorder, now_ns};
 use crate::stats::Stats;
 
 /// Runs until the channel closes (every sender dropped) and all is written,
@@ -34,6 +35,7 @@ pub(crate) async fn run(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut health = Health::default();
+    let mut stages = StageRecorder::new();
     let mut tick = tokio::time::interval(HEALTH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -41,11 +43,13 @@ pub(crate) async fn run(
             n = results.recv_many(&mut batch, max_batch) => n,
             _ = tick.tick() => {
                 health.flush(&pool).await;
+                stages.flush();
                 continue;
             }
         };
         if received == 0 {
             health.flush(&pool).await;
+            stages.flush();
             return;
         }
         let mut columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
@@ -55,6 +59,7 @@ pub(crate) async fn run(
         loop {
             match delivery_complete_many(&pool, &columns).await {
                 Ok(written) => {
+                    stages.record(&columns.stamps, now_ns());
                     stats.record(&columns, written);
                     if !columns.gone.is_empty() {
                         endpoints.invalidate(&columns.gone);

@@ -11,6 +11,8 @@ use http::{HeaderMap, HeaderValue, header};
 use outhook_signer::{Message, Scheme};
 use sha2::{Digest, Sha256};
 
+use tracing::Instrument;
+
 use crate::db::attempt::NewAttempt;
 use crate::db::delivery::{ClaimedRow, Completion, DeliveryStatus};
 use crate::endpoint::Target;
@@ -128,9 +130,11 @@ pub(crate) fn loggable_url(url: &reqwest::Url) -> String {
 
 /// Makes one attempt at `row` and returns what to write back.
 pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&Arc<Target>>) -> Completion {
+    row.stamps.started = crate::stages::now_ns();
     let started = Utc::now();
     // The payload moves into the body: no copy per delivery.
     let payload = Bytes::from(std::mem::take(&mut row.payload));
+    let mut stamps = row.stamps;
     let row = &row;
     let clock = Instant::now();
     let (url_text, observed) = match target {
@@ -143,17 +147,26 @@ pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&
         ),
         Some(t) => match &t.url {
             Err(e) => (String::new(), Observed::refused(Outcome::InvalidUrl, e.clone())),
-            Ok(url) => (loggable_url(url), send(ctx, row, payload, t, url).await),
+            Ok(url) => (loggable_url(url), send(ctx, row, payload, t, url, &mut stamps).await),
         },
     };
     let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
+    stamps.read = crate::stages::now_ns();
     let mut completion = finish(ctx, row, started, duration_ms, url_text, observed);
+    completion.stamps = stamps;
     completion.fifo = target.is_some_and(|t| t.fifo);
     completion.in_flight_limited = target.is_some_and(|t| t.max_in_flight);
     completion
 }
 
-async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Target>, url: &reqwest::Url) -> Observed {
+async fn send(
+    ctx: &Context,
+    row: &ClaimedRow,
+    payload: Bytes,
+    target: &Arc<Target>,
+    url: &reqwest::Url,
+    stamps: &mut crate::stages::Stamps,
+) -> Observed {
     if !target.enabled {
         let reason = target.disabled_reason.as_deref().unwrap_or("disabled");
         return Observed::refused(Outcome::EndpointDisabled, format!("endpoint is disabled: {reason}"));
@@ -196,6 +209,7 @@ async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Targ
             Err(e) => return Observed::refused(Outcome::SigningFailed, format!("signing task failed: {e}")),
         }
     } else {
+        let _sign = tracing::debug_span!("sign").entered();
         match signer.sign(&Message::new(&message_id, now, &payload)) {
             Ok(s) => s,
             Err(e) => return Observed::refused(Outcome::SigningFailed, e.to_string()),
@@ -242,8 +256,10 @@ async fn send(ctx: &Context, row: &ClaimedRow, payload: Bytes, target: &Arc<Targ
     let request_headers = serde_json::Value::Object(logged);
     let request = ctx.client.post(url.clone()).headers(headers).body(signed.body);
     let cap = ctx.http.max_response_bytes;
+    stamps.signed = crate::stages::now_ns();
     let exchange = async {
-        let mut response = request.send().await?;
+        let mut response = request.send().instrument(tracing::debug_span!("request")).await?;
+        stamps.answered = crate::stages::now_ns();
         let status = response.status();
         let response_headers = response.headers().clone();
         let mut body = Vec::new();
@@ -433,6 +449,8 @@ fn finish(
         made: row.attempts - row.attempts_base,
         fifo: false,
         in_flight_limited: false,
+        message_uid: row.message_uid,
+        stamps: row.stamps,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

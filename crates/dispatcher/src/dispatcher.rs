@@ -270,6 +270,7 @@ impl Dispatcher {
         }
         let stop = CancellationToken::new();
         let wake = Arc::new(Notify::new());
+        let last_notified = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (results_tx, results_rx) = mpsc::channel(self.concurrency.max(self.batch_size) * 2);
         let completer_stop = CancellationToken::new();
         let endpoints = Arc::new(EndpointCache::new(self.endpoint_cache_ttl));
@@ -285,6 +286,7 @@ impl Dispatcher {
             tokio::spawn(crate::wakeup::listen(
                 self.pool.clone(),
                 wake.clone(),
+                last_notified.clone(),
                 stop.clone(),
                 Duration::from_secs(15),
             ))
@@ -311,6 +313,7 @@ impl Dispatcher {
             lease: self.lease,
             poll_interval: self.poll_interval,
             wake: wake.clone(),
+            last_notified,
             results: results_tx,
             held: held.clone(),
         };

@@ -12,6 +12,7 @@ mod maintain;
 mod migrate;
 mod retry;
 pub mod secrets;
+mod stages;
 mod stats;
 mod wakeup;
 

@@ -3,6 +3,7 @@
 //! notifications sent while disconnected are lost.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -18,7 +19,15 @@ pub const CHANNEL: &str = "outhook_delivery";
 /// Wakes `wake` on every notification and after every (re)connect, until
 /// `stop` is cancelled. Checks the connection with `SELECT 1` every
 /// `heartbeat` so a half-open connection is noticed.
-pub(crate) async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken, heartbeat: Duration) {
+/// Each notification's arrival is stamped in `last_notified` (for the
+/// stage timings).
+pub(crate) async fn listen(
+    pool: PgPool,
+    wake: Arc<Notify>,
+    last_notified: Arc<AtomicU64>,
+    stop: CancellationToken,
+    heartbeat: Duration,
+) {
     let mut delays = reconnect_backoff(Duration::from_millis(100));
     while !stop.is_cancelled() {
         let mut listener = match connect(&pool).await {
@@ -42,7 +51,10 @@ pub(crate) async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationTo
             tokio::select! {
                 () = stop.cancelled() => return,
                 received = listener.try_recv() => match received {
-                    Ok(Some(_)) => wake.notify_one(),
+                    Ok(Some(_)) => {
+                        last_notified.store(crate::stages::now_ns(), Ordering::Relaxed);
+                        wake.notify_one();
+                    }
                     // The listener reconnected (and re-listened): catch up.
                     Ok(None) => wake.notify_one(),
                     Err(e) => {

@@ -13,7 +13,7 @@ use outhook_dispatcher::db::delivery::delivery_queue_depth;
 use sqlx::PgPool;
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
@@ -36,6 +36,16 @@ fn describe() {
         "Time of each attempt, from signing to the response read"
     );
     metrics::describe_gauge!("outhook_attempts_in_flight", "Attempts running now");
+    metrics::describe_histogram!(
+        "outhook_stage_seconds",
+        metrics::Unit::Seconds,
+        "Each delivery's time per stage: notify_to_wake, wake_to_claim, claim, claimed_to_start, sign, \
+         request (sent to response head), response_body, complete (to the committed result)"
+    );
+    metrics::describe_counter!(
+        "outhook_deliveries_deferred_total",
+        "Claimed deliveries of limited endpoints given back: over the rate (to a later slot) or the in-flight limit"
+    );
     metrics::describe_histogram!("outhook_claim_batch_size", "Deliveries per claim round trip");
     metrics::describe_histogram!("outhook_completion_batch_size", "Results per completion write");
     metrics::describe_counter!(

@@ -78,6 +78,8 @@ pub(crate) struct ClaimedRow {
     pub message_uid: Uuid,
     pub event_type: String,
     pub payload: String,
+    #[sqlx(skip)]
+    pub stamps: crate::stages::Stamps,
 }
 
 /// Claims up to `limit` due deliveries and leases them for `lease`, in one
@@ -128,6 +130,9 @@ pub(crate) struct Completion {
     pub fifo: bool,
     /// The endpoint limits attempts in flight: this one's place frees.
     pub in_flight_limited: bool,
+    /// The message's id and the attempt's stage stamps.
+    pub message_uid: Uuid,
+    pub stamps: crate::stages::Stamps,
     pub attempt: NewAttempt,
 }
 
@@ -158,6 +163,8 @@ pub(crate) struct CompletionBatch {
     /// Endpoints with an in-flight limit that an attempt left: the rows
     /// waiting for a place are promoted.
     in_flight_ended: Vec<Uuid>,
+    /// Each result's message id and stage stamps, recorded once written.
+    pub stamps: Vec<(Uuid, crate::stages::Stamps)>,
 }
 
 impl CompletionBatch {
@@ -178,6 +185,7 @@ impl CompletionBatch {
             operational: Vec::new(),
             fifo_ended: Vec::new(),
             in_flight_ended: Vec::new(),
+            stamps: Vec::with_capacity(n),
         };
         for c in batch {
             *b.hourly
@@ -193,6 +201,7 @@ impl CompletionBatch {
             if c.in_flight_limited {
                 b.in_flight_ended.push(c.endpoint_id);
             }
+            b.stamps.push((c.message_uid, c.stamps));
             if let Some(kind) = operational_event(&c) {
                 b.operational.push((c.id, c.lease, kind));
             }
