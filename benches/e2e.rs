@@ -205,7 +205,11 @@ impl Worker {
     /// (API on a free loopback port).
     fn start(url: &str, extra: &[&str], serve: bool, stage_log: &std::path::Path) -> Result<Self> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_outhook"));
-        command.env("OUTHOOK_STAGE_LOG", stage_log);
+        // OUTHOOK_BENCH_STAGE_LOG=0 leaves the stamp log off (to compare
+        // with builds that have none).
+        if std::env::var("OUTHOOK_BENCH_STAGE_LOG").as_deref() != Ok("0") {
+            command.env("OUTHOOK_STAGE_LOG", stage_log);
+        }
         if serve {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
@@ -583,6 +587,7 @@ async fn run(
     if !steady {
         enqueue(&pool, s, 0, planned, 1000, &mut commits).await?;
     }
+    let profiling = profile_reset(&pool).await;
     let started_ns = now_ns();
     let stage_log = std::env::temp_dir().join(format!("outhook-bench-stages-{}-{}.log", std::process::id(), s.name));
     let _ = std::fs::remove_file(&stage_log);
@@ -721,6 +726,11 @@ async fn run(
         None
     };
     let limited = s.limited.map(|(rate, _)| limited_stats(&mut limited_at, rate));
+    let postgres = if profiling {
+        profile_read(&pool, expected).await.unwrap_or(serde_json::Value::Null)
+    } else {
+        serde_json::Value::Null
+    };
     let stages = if s.endpoints == 1 {
         stage_breakdown(&pool, &stage_log, &commits, &first_ok).await?
     } else {
@@ -758,6 +768,54 @@ async fn run(
         "old_deliveries_left": old_left.map(|o| o.1),
         "limited": limited,
         "stages_ms": stages,
+        "postgres_per_delivery": postgres,
+    }))
+}
+
+/// Starts PostgreSQL's profile of the run: WAL and statement statistics
+/// reset (cluster-wide; scenarios run one at a time). False where
+/// `pg_stat_statements` is not loaded (an outside `DATABASE_URL`).
+async fn profile_reset(pool: &PgPool) -> bool {
+    let ok = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+        .is_ok()
+        && sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(pool)
+            .await
+            .is_ok();
+    ok && sqlx::query("SELECT pg_stat_reset_shared('wal')")
+        .execute(pool)
+        .await
+        .is_ok()
+}
+
+/// PostgreSQL's share of each delivery since [`profile_reset`]: WAL records,
+/// bytes and full-page images, and the statements that took the most time,
+/// each with its calls, execution time and WAL bytes per delivery.
+async fn profile_read(pool: &PgPool, deliveries: u64) -> Result<serde_json::Value> {
+    let n = deliveries.max(1) as f64;
+    let (records, bytes, fpi): (i64, f64, i64) =
+        sqlx::query_as("SELECT wal_records, wal_bytes::float8, wal_fpi FROM pg_stat_wal")
+            .fetch_one(pool)
+            .await?;
+    let top: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90), calls, total_exec_time, wal_bytes::float8
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8",
+    )
+    .fetch_all(pool)
+    .await?;
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    Ok(serde_json::json!({
+        "wal_records": r(records as f64 / n),
+        "wal_bytes": r(bytes / n),
+        "wal_full_page_images": r(fpi as f64 / n),
+        "top_statements": top.iter().map(|(q, calls, ms, wal)| serde_json::json!({
+            "query": q,
+            "calls_per_delivery": r(*calls as f64 / n),
+            "exec_ms_per_delivery": r(ms / n),
+            "wal_bytes_per_delivery": r(wal / n),
+        })).collect::<Vec<_>>(),
     }))
 }
 
@@ -1069,7 +1127,11 @@ fn main() -> Result<()> {
                         if fast {
                             outhook_testkit::postgres::Cluster::start()
                         } else {
-                            outhook_testkit::postgres::Cluster::start_with(&[])
+                            // PostgreSQL's durable defaults, with statement
+                            // statistics for the per-delivery profile.
+                            outhook_testkit::postgres::Cluster::start_with(&[
+                                "shared_preload_libraries=pg_stat_statements",
+                            ])
                         }
                     })
                     .await??,

@@ -8,7 +8,8 @@
 //! appended to that file, one line each, for a benchmark to join with its
 //! own commit and arrival times (see `benches/e2e.rs`).
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics::Histogram;
@@ -65,7 +66,9 @@ const STAGES: [(&str, Stamp, Stamp); 8] = [
 /// The stage histograms, looked up once; and the optional stamp log.
 pub(crate) struct StageRecorder {
     histograms: Vec<Histogram>,
-    log: Option<std::io::BufWriter<std::fs::File>>,
+    /// Several workers may append to one file: each batch is one write.
+    log: Option<std::fs::File>,
+    line: String,
 }
 
 impl StageRecorder {
@@ -78,14 +81,18 @@ impl StageRecorder {
             .collect();
         let log = std::env::var_os("OUTHOOK_STAGE_LOG").and_then(|path| {
             match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-                Ok(f) => Some(std::io::BufWriter::new(f)),
+                Ok(f) => Some(f),
                 Err(e) => {
                     tracing::warn!(path = ?path, error = %e, "cannot open OUTHOOK_STAGE_LOG; stamps not logged");
                     None
                 }
             }
         });
-        Self { histograms, log }
+        Self {
+            histograms,
+            log,
+            line: String::new(),
+        }
     }
 
     /// Records a written batch's stamps, `written` being the commit's time.
@@ -99,9 +106,9 @@ impl StageRecorder {
                     h.record((b - a) as f64 / 1e9);
                 }
             }
-            if let Some(log) = &mut self.log {
+            if self.log.is_some() {
                 let _ = writeln!(
-                    log,
+                    self.line,
                     "{} {} {} {} {} {} {} {} {} {}",
                     uid.simple(),
                     s.notified,
@@ -116,12 +123,18 @@ impl StageRecorder {
                 );
             }
         }
+        if self.line.len() > 1 << 16 {
+            self.flush();
+        }
     }
 
-    /// Writes out what the log has buffered.
+    /// Appends what the log has gathered, in one write.
     pub fn flush(&mut self) {
-        if let Some(log) = &mut self.log {
-            let _ = log.flush();
+        if let Some(log) = &mut self.log
+            && !self.line.is_empty()
+        {
+            let _ = log.write_all(self.line.as_bytes());
+            self.line.clear();
         }
     }
 }
