@@ -107,6 +107,13 @@ pub struct WorkerArgs {
     /// Do not LISTEN (poll only; needed behind PgBouncer in transaction mode).
     #[arg(long, env = "OUTHOOK_NO_LISTEN")]
     no_listen: bool,
+    /// Make each claim wait for its commit to reach the disk. By default
+    /// claims commit asynchronously on their own connection (half the
+    /// round trip); a PostgreSQL crash may then forget the last claims,
+    /// whose deliveries are attempted again (nothing is lost, but the log
+    /// misses the forgotten attempt).
+    #[arg(long, env = "OUTHOOK_DURABLE_CLAIMS")]
+    durable_claims: bool,
     /// Response-body bytes read and stored per attempt.
     #[arg(long, default_value_t = 16 * 1024)]
     max_response_bytes: usize,
@@ -152,6 +159,7 @@ impl WorkerArgs {
             .poll_interval(self.poll_interval)
             .endpoint_cache_ttl(self.endpoint_cache_ttl)
             .listen(!self.no_listen)
+            .durable_claims(self.durable_claims)
             .https_only(policy.https_only)
             .max_response_bytes(self.max_response_bytes)
             .auto_disable_after(self.auto_disable_after)

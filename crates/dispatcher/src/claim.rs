@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -37,6 +37,9 @@ pub(crate) struct Claimer {
     pub wake: Arc<Notify>,
     /// When the listener last received a notification (stage stamps).
     pub last_notified: Arc<AtomicU64>,
+    /// Claims wait for the WAL flush (else they run on their own
+    /// connection with `synchronous_commit = off`).
+    pub durable_claims: bool,
     pub results: mpsc::Sender<Completion>,
     /// Leases held by running attempts, to give back if they are cut short.
     pub held: Arc<Mutex<HashMap<i64, i64>>>,
@@ -54,6 +57,8 @@ impl Claimer {
         let mut rate_wakes: BTreeSet<Instant> = BTreeSet::new();
         // (notified, woke) for the claim after a notification's wake-up.
         let mut woken = (0, 0);
+        let mut claim_conn: Option<PgConnection> = None;
+        let mut conn_tried: Option<Instant> = None;
         while !stop.is_cancelled() {
             // Reap finished attempts so the set stays small.
             while running.try_join_next().is_some() {}
@@ -68,7 +73,26 @@ impl Claimer {
             let want = (self.slots.available_permits() + 1).min(self.batch_size);
             let claim_sent = now_ns();
             let (notified, woke) = std::mem::take(&mut woken);
-            let rows = match delivery_claim(&self.pool, want as i64, self.lease).await {
+            let claimed = match claim_conn.as_mut() {
+                Some(conn) => delivery_claim(&mut *conn, want as i64, self.lease).await,
+                None => {
+                    // (Re)connect at most every few seconds: a server that
+                    // refuses it (PgBouncer) is not asked on every claim.
+                    if !self.durable_claims && conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        conn_tried = Some(Instant::now());
+                        claim_conn = self.claim_connection().await;
+                    }
+                    match claim_conn.as_mut() {
+                        Some(conn) => delivery_claim(&mut *conn, want as i64, self.lease).await,
+                        None => delivery_claim(&self.pool, want as i64, self.lease).await,
+                    }
+                }
+            };
+            if claimed.is_err() {
+                // Reconnect next time (the connection may be what failed).
+                claim_conn = None;
+            }
+            let rows = match claimed {
                 Ok(mut rows) => {
                     let claimed = now_ns();
                     for r in &mut rows {
@@ -159,6 +183,27 @@ impl Claimer {
             }
         }
         running
+    }
+
+    /// A connection of the claimer's own whose commits do not wait for the
+    /// WAL flush, or `None` (claims then use the pool) if it cannot be had,
+    /// as behind PgBouncer, which refuses startup options.
+    async fn claim_connection(&self) -> Option<PgConnection> {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")])
+            .application_name("outhook claimer");
+        match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => Some(conn),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "no claim connection of its own; claiming through the pool");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("claim connection timed out; claiming through the pool");
+                None
+            }
+        }
     }
 
     /// Starts an attempt for each row, each holding a delivery slot (the

@@ -88,7 +88,14 @@ pub(crate) struct ClaimedRow {
 /// `FOR NO KEY UPDATE SKIP LOCKED` lets concurrent claimers pass each other.
 /// The attempt is counted at claim time, so a row that kills its worker
 /// still runs out of attempts.
-pub(crate) async fn delivery_claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<ClaimedRow>> {
+/// The lease is a random number rather than a counter, so a claim that a
+/// PostgreSQL crash forgot (claims may commit asynchronously) cannot hand
+/// a later claim the same lease: the forgotten one's result stays fenced.
+pub(crate) async fn delivery_claim(
+    executor: impl sqlx::PgExecutor<'_>,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<ClaimedRow>> {
     Ok(sqlx::query_as(
         "WITH picked AS MATERIALIZED (
              SELECT id FROM outhook.delivery
@@ -98,7 +105,8 @@ pub(crate) async fn delivery_claim(pool: &PgPool, limit: i64, lease: Duration) -
              FOR NO KEY UPDATE SKIP LOCKED
          ), claimed AS (
              UPDATE outhook.delivery d
-             SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1, lease = d.lease + 1
+             SET next_attempt_at = now() + make_interval(secs => $2), attempts = d.attempts + 1,
+                 lease = (random() * 9007199254740991)::bigint
              FROM picked WHERE d.id = picked.id
              RETURNING d.id, d.message_id, d.endpoint_id, d.attempts, d.attempts_base, d.lease, d.cycle_started_at
          )
@@ -108,7 +116,7 @@ pub(crate) async fn delivery_claim(pool: &PgPool, limit: i64, lease: Duration) -
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?)
 }
 
@@ -888,6 +896,9 @@ mod tests {
             held: false,
             made: 1,
             fifo: false,
+            in_flight_limited: false,
+            message_uid: row.message_uid,
+            stamps: row.stamps,
             attempt: NewAttempt {
                 attempt: row.attempts,
                 started_at: Utc::now(),

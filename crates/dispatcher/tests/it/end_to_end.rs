@@ -188,3 +188,35 @@ async fn the_secret_never_reaches_the_delivery_log() {
         assert!(!row.contains("tok_s3cret"), "static header value in the log: {row}");
     }
 }
+
+/// Claims commit asynchronously on a connection of their own, unless
+/// `durable_claims` is on; either way the delivery goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_use_their_own_asynchronous_connection_unless_durable() {
+    for durable in [false, true] {
+        let pool = db().await;
+        let receiver = Receiver::start().await.unwrap();
+        endpoint(&pool, "acme", &receiver.url("/hook"), "trr").await;
+        let running = Running::start(builder(&pool).durable_claims(durable));
+        enqueue(
+            &pool,
+            &Event {
+                event_type: "item.sold",
+                payload: r#"{"n":1}"#,
+                owner: Some("acme"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(wait_for_count(&pool, DELIVERED, 1, Duration::from_secs(10)).await, 1);
+        let own: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outhook claimer' AND datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        running.stop().await;
+        assert_eq!(own, i64::from(!durable), "durable_claims({durable})");
+    }
+}
