@@ -588,6 +588,7 @@ async fn run(
         enqueue(&pool, s, 0, planned, 1000, &mut commits).await?;
     }
     let profiling = profile_reset(&pool).await;
+    let machine_start = proc::machine_busy_seconds();
     let started_ns = now_ns();
     let stage_log = std::env::temp_dir().join(format!("outhook-bench-stages-{}-{}.log", std::process::id(), s.name));
     let _ = std::fs::remove_file(&stage_log);
@@ -671,6 +672,7 @@ async fn run(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let machine_cpu = proc::machine_busy_seconds() - machine_start;
     let mut cpu = 0.0;
     let mut rss: f64 = usage.1;
     for w in &workers {
@@ -758,6 +760,9 @@ async fn run(
             "max": r2(latencies.last().copied().unwrap_or(f64::NAN)),
         },
         "dispatcher_cpu_seconds": r2(cpu),
+        // Everything on the machine from the workers' start to the last
+        // result written: PostgreSQL, workers, receiver, producers, driver.
+        "machine_cpu_ms_per_delivery": ((machine_cpu / expected as f64 * 1e3) * 1e4).round() / 1e4,
         "dispatcher_peak_rss_mib": r2(rss),
         "attempts": attempts,
         "delivered_in_db": delivered,

@@ -17,3 +17,17 @@ pub fn usage(pid: u32) -> (f64, f64) {
         .unwrap_or(0.0);
     (ticks / 100.0, hwm_kb / 1024.0)
 }
+
+/// The whole machine's busy CPU seconds so far (every CPU's user, nice,
+/// system, irq, softirq and steal time, from the first line of /proc/stat).
+#[allow(dead_code)] // the api bench shares this file and does not use it
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return f64::NAN;
+    };
+    let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = [0usize, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
+    busy / 100.0
+}
