@@ -714,8 +714,9 @@ pub async fn delivery_list(pool: &PgPool, filter: &DeliveryFilter) -> Result<Vec
     }
     if let Some(status) = filter.status {
         if status == DeliveryStatus::Pending {
-            // Waiting behind an ordered endpoint's head (3) is pending too.
-            q.push(" AND d.status IN (0, 3)");
+            // Waiting behind an ordered endpoint's head (3), or for an
+            // in-flight place (4), is pending too.
+            q.push(" AND d.status IN (0, 3, 4)");
         } else {
             q.push(" AND d.status = ").push_bind(status.code());
         }

@@ -250,12 +250,12 @@ pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     .ok_or(crate::Error::NotFound("endpoint"))?;
     sqlx::query(
         "UPDATE outhook.delivery SET status = 2, finished_at = now(), last_error = 'endpoint deleted', lease = lease + 1
-         WHERE endpoint_id = $1 AND status IN (0, 3)",
+         WHERE endpoint_id = $1 AND status IN (0, 3, 4)",
     )
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    for table in ["endpoint_health", "fifo_head"] {
+    for table in ["endpoint_health", "fifo_head", "endpoint_limiter"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM outhook.{table} WHERE endpoint_id = $1"
         )))

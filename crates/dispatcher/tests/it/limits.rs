@@ -224,3 +224,46 @@ async fn bad_limits_are_refused() {
         assert!(matches!(err, outhook_dispatcher::Error::Config(_)), "{limits:?}: {err}");
     }
 }
+
+/// Rows waiting for an in-flight place are pending to every reader, and
+/// deleting their endpoint makes them dead letters like any pending row.
+#[tokio::test]
+async fn waiting_rows_are_listed_as_pending_and_die_with_their_endpoint() {
+    use outhook_dispatcher::db::delivery::{DeliveryFilter, DeliveryStatus, delivery_list};
+    let pool = db().await;
+    let limits = Limits {
+        max_in_flight: Some(1),
+        ..Limits::default()
+    };
+    let id = limited_endpoint(&pool, "acme", "http://127.0.0.1:9/hook", limits).await;
+    send(&pool, "acme", 3).await;
+    // As the admission leaves rows over the limit.
+    sqlx::query("UPDATE outhook.delivery SET status = 4 WHERE id > (SELECT min(id) FROM outhook.delivery)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pending = delivery_list(
+        &pool,
+        &DeliveryFilter {
+            status: Some(DeliveryStatus::Pending),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(pending.len(), 3, "waiting rows are pending");
+    outhook_dispatcher::db::endpoint::endpoint_delete(&pool, id)
+        .await
+        .unwrap();
+    let (dead, other): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 2), count(*) FILTER (WHERE status <> 2) FROM outhook.delivery",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (dead, other),
+        (3, 0),
+        "every row of the deleted endpoint is a dead letter"
+    );
+}
