@@ -448,10 +448,11 @@ fn payload(seq: usize, size: usize) -> String {
     p
 }
 
-/// Enqueues events `from..to` in transactions of `batch`; returns each
-/// event's commit time.
+/// Enqueues events `from..to` for `owner` in transactions of `batch`;
+/// records each event's commit time in `commits`.
 async fn enqueue(
     pool: &PgPool,
+    owner: &str,
     s: &Scenario,
     from: usize,
     to: usize,
@@ -467,7 +468,7 @@ async fn enqueue(
             .map(|p| Event {
                 event_type: "item.sold",
                 payload: p,
-                owner: Some("bench"),
+                owner: Some(owner),
                 ..Default::default()
             })
             .collect();
@@ -541,19 +542,9 @@ async fn run(
             },
         )
         .await?;
-        let payloads: Vec<String> = (0..backlog).map(|i| payload(10_000_000 + i, s.payload_bytes)).collect();
-        for chunk in payloads.chunks(1000) {
-            let events: Vec<Event> = chunk
-                .iter()
-                .map(|p| Event {
-                    event_type: "item.sold",
-                    payload: p,
-                    owner: Some("limited"),
-                    ..Default::default()
-                })
-                .collect();
-            outhook_dispatcher::enqueue_many(&pool, &events).await?;
-        }
+        // Sequence numbers of their own, apart from the scenario's events.
+        let from = 10_000_000;
+        enqueue(&pool, "limited", s, from, from + backlog, 1000, &mut HashMap::new()).await?;
     }
     if s.backlog > 0 {
         // Deliveries waiting for a retry a day from now, on one old message.
@@ -585,7 +576,7 @@ async fn run(
         s.events
     };
     if !steady {
-        enqueue(&pool, s, 0, planned, 1000, &mut commits).await?;
+        enqueue(&pool, "bench", s, 0, planned, 1000, &mut commits).await?;
     }
     let profiling = profile_reset(&pool).await;
     let machine_start = proc::machine_busy_seconds();
@@ -615,7 +606,7 @@ async fn run(
                 let mut k = 0u32;
                 while seq < total {
                     tokio::time::sleep_until(start + gap * k).await;
-                    enqueue(&pool, &scenario, seq, seq + 1, 1, &mut mine).await?;
+                    enqueue(&pool, "bench", &scenario, seq, seq + 1, 1, &mut mine).await?;
                     seq += producers_n;
                     k += 1;
                 }
@@ -636,7 +627,7 @@ async fn run(
             let phase_end = seq + rate * s.phase_seconds as usize;
             while seq < phase_end {
                 tick.tick().await;
-                enqueue(&pool, s, seq, seq + per_tick, per_tick, &mut commits).await?;
+                enqueue(&pool, "bench", s, seq, seq + per_tick, per_tick, &mut commits).await?;
                 seq += per_tick;
             }
         }

@@ -33,6 +33,11 @@ impl DeliveryStatus {
         }
     }
 
+    /// Every status code that reads as pending: due or retrying (0),
+    /// waiting behind an ordered endpoint's head (3), waiting for an
+    /// in-flight place (4), as a SQL list.
+    pub(crate) const PENDING_CODES: &'static str = "0, 3, 4";
+
     pub(crate) fn from_code(code: i16) -> Self {
         match code {
             1 => Self::Delivered,
@@ -714,9 +719,9 @@ pub async fn delivery_list(pool: &PgPool, filter: &DeliveryFilter) -> Result<Vec
     }
     if let Some(status) = filter.status {
         if status == DeliveryStatus::Pending {
-            // Waiting behind an ordered endpoint's head (3), or for an
-            // in-flight place (4), is pending too.
-            q.push(" AND d.status IN (0, 3, 4)");
+            q.push(" AND d.status IN (")
+                .push(DeliveryStatus::PENDING_CODES)
+                .push(")");
         } else {
             q.push(" AND d.status = ").push_bind(status.code());
         }

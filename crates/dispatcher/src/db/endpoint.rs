@@ -248,10 +248,11 @@ pub async fn endpoint_delete(pool: &PgPool, id: Uuid) -> Result<Endpoint> {
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))?;
-    sqlx::query(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE outhook.delivery SET status = 2, finished_at = now(), last_error = 'endpoint deleted', lease = lease + 1
-         WHERE endpoint_id = $1 AND status IN (0, 3, 4)",
-    )
+         WHERE endpoint_id = $1 AND status IN ({})",
+        crate::db::delivery::DeliveryStatus::PENDING_CODES
+    )))
     .bind(id)
     .execute(&mut *tx)
     .await?;
