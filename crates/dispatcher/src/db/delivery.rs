@@ -274,11 +274,15 @@ pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -
          ), updated AS (
              UPDATE outhook.delivery d
              SET status = i.status,
-                 -- A held delivery waits until its endpoint is enabled (unless
-                 -- it was enabled meanwhile).
-                 next_attempt_at = CASE WHEN i.held THEN
-                         (SELECT CASE WHEN e.enabled THEN now() ELSE 'infinity' END
-                          FROM outhook.endpoint e WHERE e.id = d.endpoint_id)
+                 -- A delivery still pending waits while its endpoint is
+                 -- disabled, whatever the worker's cached view said (an
+                 -- attempt in flight when the endpoint was disabled is held
+                 -- here, not retried); a held one whose endpoint was enabled
+                 -- meanwhile is due now.
+                 next_attempt_at = CASE
+                     WHEN i.status <> 0 THEN coalesce(i.next_at, d.next_attempt_at)
+                     WHEN (SELECT e.enabled FROM outhook.endpoint e WHERE e.id = d.endpoint_id) IS FALSE THEN 'infinity'
+                     WHEN i.held THEN now()
                      ELSE coalesce(i.next_at, d.next_attempt_at) END,
                  finished_at = CASE WHEN i.status <> 0 THEN now() END, last_error = i.error,
                 in_flight_until = NULL

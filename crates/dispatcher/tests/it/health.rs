@@ -213,3 +213,36 @@ async fn disabling_by_hand_holds_pending_retries() {
     assert_eq!(wait_for_count(&pool, HELD, 1, Duration::from_secs(1)).await, 1);
     running.stop().await;
 }
+
+/// An endpoint disabled while an attempt to it is in flight: the failed
+/// attempt's retry is held at once, though the worker's cached endpoint
+/// still says enabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_written_after_the_endpoint_was_disabled_is_held() {
+    let pool = db().await;
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Delayed(Duration::from_millis(500), 500));
+    let (id, _): (Uuid, _) = endpoint(&pool, "acme", &receiver.url("/"), "trr").await;
+    let retries = RetryPolicy::schedule(vec![Duration::from_millis(100)]).with_jitter(0.0);
+    let running = Running::start(
+        builder(&pool)
+            .retry_policy(retries)
+            .endpoint_cache_ttl(Duration::from_secs(60)),
+    );
+    send(&pool, "acme", 1).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    // The request is being answered (slowly) while the endpoint is disabled.
+    endpoint_set_enabled(&pool, id, false, None).await.unwrap();
+    wait_until("the attempt is logged", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outhook.attempt")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    assert_eq!(wait_for_count(&pool, HELD, 1, Duration::from_secs(1)).await, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert_eq!(receiver.received().len(), 1, "no retry went to the disabled endpoint");
+}
