@@ -325,6 +325,14 @@ fn scenarios() -> Vec<Scenario> {
             producers: 4,
             ..BASE
         },
+        // Sixteen producers at a rate that notifying commits can still
+        // reach here: busy polling against notifications at the same load.
+        Scenario {
+            name: "steady-16p-1500",
+            steady_rates: &[1500],
+            producers: 16,
+            ..BASE
+        },
         // Four producers' durable commits reach only ~1,500/s here: sixteen
         // offer 5,000/s.
         Scenario {

@@ -114,6 +114,12 @@ pub struct WorkerArgs {
     /// misses the forgotten attempt).
     #[arg(long, env = "OUTHOOK_DURABLE_CLAIMS")]
     durable_claims: bool,
+    /// Claimed deliveries per second past which the worker, if producers
+    /// queue on the NOTIFY commit lock (two or more on average), polls (about every millisecond)
+    /// instead of waiting for notifications, so that producers skip
+    /// `pg_notify`; `off`: never.
+    #[arg(long, env = "OUTHOOK_BUSY_POLLING", default_value = "1000", value_parser = parse_busy_polling)]
+    busy_polling: BusyPolling,
     /// Response-body bytes read and stored per attempt.
     #[arg(long, default_value_t = 16 * 1024)]
     max_response_bytes: usize,
@@ -142,6 +148,20 @@ pub struct WorkerArgs {
     maintenance_interval: Duration,
 }
 
+/// `--busy-polling`: a rate, or none.
+#[derive(Debug, Clone, Copy)]
+struct BusyPolling(Option<u32>);
+
+fn parse_busy_polling(s: &str) -> std::result::Result<BusyPolling, String> {
+    match s.trim() {
+        "off" | "0" => Ok(BusyPolling(None)),
+        n => n
+            .parse::<u32>()
+            .map(|n| BusyPolling(Some(n)))
+            .map_err(|_| format!("expected deliveries per second or `off`, got {n:?}")),
+    }
+}
+
 impl WorkerArgs {
     /// The dispatcher these settings describe.
     fn dispatcher(&self, pool: PgPool, policy: &AddressPolicy) -> Result<Dispatcher> {
@@ -160,6 +180,7 @@ impl WorkerArgs {
             .endpoint_cache_ttl(self.endpoint_cache_ttl)
             .listen(!self.no_listen)
             .durable_claims(self.durable_claims)
+            .busy_polling(self.busy_polling.0)
             .https_only(policy.https_only)
             .max_response_bytes(self.max_response_bytes)
             .auto_disable_after(self.auto_disable_after)
@@ -380,5 +401,20 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_busy_polling;
+
+    #[test]
+    fn busy_polling_takes_a_rate_or_off() {
+        assert_eq!(parse_busy_polling("1000").map(|b| b.0), Ok(Some(1000)));
+        assert_eq!(parse_busy_polling("off").map(|b| b.0), Ok(None));
+        assert_eq!(parse_busy_polling("0").map(|b| b.0), Ok(None));
+        for bad in ["fast", "-5", "1.5", ""] {
+            assert!(parse_busy_polling(bad).is_err(), "{bad:?} was taken");
+        }
     }
 }

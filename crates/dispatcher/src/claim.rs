@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::db::delivery::{ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_release_many};
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};
+use crate::polling::{BusyPolling, Next};
 use crate::stages::{Stamps, now_ns};
 
 /// How many deferred rows' slots a claimer remembers to wake for (past
@@ -40,6 +41,12 @@ pub(crate) struct Claimer {
     /// Claims wait for the WAL flush (else they run on their own
     /// connection with `synchronous_commit = off`).
     pub durable_claims: bool,
+    /// Claimed rows per second past which the claimer polls instead of
+    /// waiting for notifications, once producers queue on the NOTIFY lock
+    /// (none: never).
+    pub busy_polling: Option<u32>,
+    /// Busy polling starts on the rate alone, without a queue on the NOTIFY lock.
+    pub busy_polling_on_rate_alone: bool,
     pub results: mpsc::Sender<Completion>,
     /// Leases held by running attempts, to give back if they are cut short.
     pub held: Arc<Mutex<HashMap<i64, i64>>>,
@@ -59,6 +66,7 @@ impl Claimer {
         let mut woken = (0, 0);
         let mut claim_conn: Option<PgConnection> = None;
         let mut conn_tried: Option<Instant> = None;
+        let mut busy = BusyPolling::new(self.busy_polling, !self.busy_polling_on_rate_alone, &self.pool, &stop);
         while !stop.is_cancelled() {
             // Reap finished attempts so the set stays small.
             while running.try_join_next().is_some() {}
@@ -123,6 +131,7 @@ impl Claimer {
                 }
             };
             let drained = rows.len() < want;
+            let claimed_rows = rows.len();
             if rows.is_empty() {
                 drop(first);
             } else {
@@ -164,25 +173,43 @@ impl Claimer {
                     }
                 }
             }
-            if drained {
-                // Nothing more is due: sleep until a notification, a deferred
-                // row's slot or the poll interval.
-                let now = Instant::now();
-                while rate_wakes.first().is_some_and(|w| *w <= now) {
-                    rate_wakes.pop_first();
-                }
-                let wake_at = rate_wakes.first().copied().unwrap_or(now + self.poll_interval);
-                tokio::select! {
-                    () = self.wake.notified() => {
-                        woken = (self.last_notified.load(Ordering::Relaxed), now_ns());
+            match busy.after_claim(claimed_rows, want, &mut claim_conn, &self.pool).await {
+                Next::ClaimNow => {}
+                Next::Poll(gap) if drained => {
+                    tokio::select! {
+                        () = self.wake.notified() => {
+                            woken = (self.last_notified.load(Ordering::Relaxed), now_ns());
+                        }
+                        () = crate::polling::pause(gap) => {}
+                        () = stop.cancelled() => {}
                     }
-                    () = tokio::time::sleep(self.poll_interval) => {}
-                    () = tokio::time::sleep_until(wake_at) => {}
-                    () = stop.cancelled() => {}
                 }
+                Next::Poll(_) => {}
+                Next::Wait if drained => {
+                    self.wait(&mut rate_wakes, &mut woken, &stop).await;
+                }
+                Next::Wait => {}
             }
         }
         running
+    }
+
+    /// Nothing more is due: sleeps until a notification, a deferred row's
+    /// slot or the poll interval.
+    async fn wait(&self, rate_wakes: &mut BTreeSet<Instant>, woken: &mut (u64, u64), stop: &CancellationToken) {
+        let now = Instant::now();
+        while rate_wakes.first().is_some_and(|w| *w <= now) {
+            rate_wakes.pop_first();
+        }
+        let wake_at = rate_wakes.first().copied().unwrap_or(now + self.poll_interval);
+        tokio::select! {
+            () = self.wake.notified() => {
+                *woken = (self.last_notified.load(Ordering::Relaxed), now_ns());
+            }
+            () = tokio::time::sleep(self.poll_interval) => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+            () = stop.cancelled() => {}
+        }
     }
 
     /// A connection of the claimer's own whose commits do not wait for the

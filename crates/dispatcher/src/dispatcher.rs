@@ -37,9 +37,33 @@ pub struct DispatcherBuilder {
     maintenance_interval: Duration,
     retention: Option<Duration>,
     durable_claims: bool,
+    busy_polling: Option<u32>,
+    busy_polling_on_rate_alone: bool,
 }
 
 impl DispatcherBuilder {
+    /// Claimed deliveries per second past which the claimer watches
+    /// whether producers queue on the NOTIFY commit lock (sampling
+    /// `pg_locks` every 25 ms), and if two or more wait on average, polls (about every millisecond) instead of
+    /// waiting for notifications, until the rate falls under half of it
+    /// (default 1,000; `None`: never). While it polls, producers'
+    /// transactions skip `pg_notify`: PostgreSQL lets only one notifying
+    /// transaction commit at a time, so with many producers committing one
+    /// event each, that lock, not the worker, bounds the rate. No wake-up
+    /// is lost on the way out (see the `20261123000010_busy_polling`
+    /// migration).
+    pub fn busy_polling(mut self, per_second: Option<u32>) -> Self {
+        self.busy_polling = per_second;
+        self
+    }
+
+    /// Starts busy polling on the claim rate alone, without waiting to see
+    /// producers queue on the NOTIFY lock (default false).
+    pub fn busy_polling_on_rate_alone(mut self, on: bool) -> Self {
+        self.busy_polling_on_rate_alone = on;
+        self
+    }
+
     /// Whether a claim waits for its commit to reach the disk (default
     /// false). Claims run on their own connection with
     /// `synchronous_commit = off`, which halves the claim's round trip; a
@@ -204,6 +228,8 @@ impl DispatcherBuilder {
             maintenance_interval: self.maintenance_interval,
             retention: self.retention,
             durable_claims: self.durable_claims,
+            busy_polling: self.busy_polling,
+            busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
         })
     }
 }
@@ -224,6 +250,8 @@ pub struct Dispatcher {
     maintenance_interval: Duration,
     retention: Option<Duration>,
     durable_claims: bool,
+    busy_polling: Option<u32>,
+    busy_polling_on_rate_alone: bool,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -256,6 +284,8 @@ impl Dispatcher {
             maintenance_interval: Duration::from_secs(30),
             retention: None,
             durable_claims: false,
+            busy_polling: Some(1000),
+            busy_polling_on_rate_alone: false,
         }
     }
 
@@ -332,6 +362,8 @@ impl Dispatcher {
             wake: wake.clone(),
             last_notified,
             durable_claims: self.durable_claims,
+            busy_polling: self.busy_polling,
+            busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
             results: results_tx,
             held: held.clone(),
         };

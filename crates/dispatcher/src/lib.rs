@@ -10,6 +10,7 @@ mod error;
 pub mod http;
 mod maintain;
 mod migrate;
+mod polling;
 mod retry;
 pub mod secrets;
 mod stages;

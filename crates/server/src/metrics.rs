@@ -47,6 +47,10 @@ fn describe() {
         "Claimed deliveries of limited endpoints given back: over the rate (to a later slot) or the in-flight limit"
     );
     metrics::describe_histogram!("outhook_claim_batch_size", "Deliveries per claim round trip");
+    metrics::describe_gauge!(
+        "outhook_claimer_polling",
+        "1 while the claimer busy-polls (producers skip NOTIFY), else 0"
+    );
     metrics::describe_histogram!("outhook_completion_batch_size", "Results per completion write");
     metrics::describe_counter!(
         "outhook_database_errors_total",

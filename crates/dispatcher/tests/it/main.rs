@@ -13,3 +13,4 @@ mod operational;
 mod outbox;
 mod retention;
 mod retries;
+mod wakeups;
