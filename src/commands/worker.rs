@@ -115,7 +115,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "OUTHOOK_DURABLE_CLAIMS")]
     durable_claims: bool,
     /// Claimed deliveries per second past which the worker, if producers
-    /// queue on the NOTIFY commit lock (two or more on average), polls (about every millisecond)
+    /// queue on the NOTIFY commit lock (four or more on average), polls
     /// instead of waiting for notifications, so that producers skip
     /// `pg_notify`; `off`: never.
     #[arg(long, env = "OUTHOOK_BUSY_POLLING", default_value = "1000", value_parser = parse_busy_polling)]

@@ -1,11 +1,11 @@
 -- Busy polling. A transaction that has called pg_notify takes a
 -- database-wide lock at commit and holds it through the commit's WAL flush,
 -- so notifying producers commit one at a time (a few thousand single-event
--- transactions a second at most). Past a claim rate, a claimer stops
--- waiting for notifications and polls instead, and says so here: the epoch
--- millisecond until which some claimer is polling. Producers read it
--- (sequences are read outside MVCC, so they see the latest value at once)
--- and skip the notification while it lies ahead.
+-- transactions a second at most). When producers queue for that lock, a
+-- claimer stops waiting for notifications and polls instead, and says so
+-- here: the epoch millisecond until which some claimer is polling.
+-- Producers read it (sequences are read outside MVCC, so they see the
+-- latest value at once) and skip the notification while it lies ahead.
 --
 -- No wake-up is lost: a producer reads this after its rows are inserted,
 -- so it holds a transaction id by then. A claimer that stops polling first

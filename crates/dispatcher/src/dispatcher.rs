@@ -44,14 +44,14 @@ pub struct DispatcherBuilder {
 impl DispatcherBuilder {
     /// Claimed deliveries per second past which the claimer watches
     /// whether producers queue on the NOTIFY commit lock (sampling
-    /// `pg_locks` every 25 ms), and if two or more wait on average, polls (about every millisecond) instead of
-    /// waiting for notifications, until the rate falls under half of it
-    /// (default 1,000; `None`: never). While it polls, producers'
-    /// transactions skip `pg_notify`: PostgreSQL lets only one notifying
-    /// transaction commit at a time, so with many producers committing one
-    /// event each, that lock, not the worker, bounds the rate. No wake-up
-    /// is lost on the way out (see the `20261123000010_busy_polling`
-    /// migration).
+    /// `pg_locks` every 25 ms); if four or more wait on average, it polls
+    /// (300 µs between empty polls) instead of waiting for notifications,
+    /// until the rate falls under half of it (default 1,000; `None`:
+    /// never). While it polls, producers' transactions skip `pg_notify`:
+    /// PostgreSQL lets only one notifying transaction commit at a time, so
+    /// with many producers committing one event each, that lock, not the
+    /// worker, bounds the rate. No wake-up is lost on the way out (see the
+    /// `20261123000010_busy_polling` migration).
     pub fn busy_polling(mut self, per_second: Option<u32>) -> Self {
         self.busy_polling = per_second;
         self

@@ -89,6 +89,9 @@ pub(crate) struct BusyPolling {
     queue: Option<QueueWatch>,
     window_start: Instant,
     window_rows: u64,
+    /// Claims in the window, and those that came back full.
+    window_claims: u32,
+    window_full: u32,
     state: State,
     shared_at: Option<Instant>,
 }
@@ -106,6 +109,8 @@ impl BusyPolling {
             queue,
             window_start: Instant::now(),
             window_rows: 0,
+            window_claims: 0,
+            window_full: 0,
             state: State::Idle,
             shared_at: None,
         }
@@ -131,13 +136,22 @@ impl BusyPolling {
         };
         let now = Instant::now();
         self.window_rows += rows as u64;
+        self.window_claims += 1;
+        if rows > 0 && rows >= wanted {
+            self.window_full += 1;
+        }
         let elapsed = now.duration_since(self.window_start);
         if elapsed >= WINDOW {
             let rate = self.window_rows as f64 / elapsed.as_secs_f64();
+            // Mostly full claims: a backlog, which the claimer works off
+            // without waiting for anyone, so there is nothing to watch for.
+            let backlog = self.window_full * 2 > self.window_claims;
             self.window_start = now;
             self.window_rows = 0;
+            self.window_claims = 0;
+            self.window_full = 0;
             if let Some(q) = &self.queue {
-                q.watch(matches!(self.state, State::Idle) && rate >= enter);
+                q.watch(matches!(self.state, State::Idle) && rate >= enter && !backlog);
             }
             match self.state {
                 State::Polling { until_ms, renewed } if rate < enter / 2.0 => {
