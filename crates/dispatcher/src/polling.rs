@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,17 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(25);
 /// How often a polling claimer that keeps finding full batches wakes the
 /// other workers (producers no longer do).
 const SHARE_EVERY: Duration = Duration::from_millis(20);
+
+/// Runs `$query.$method(executor)` on the claimer's own connection, or on
+/// the pool when it has none.
+macro_rules! on_claim_conn {
+    ($conn:expr, $pool:expr, $query:expr, $method:ident) => {
+        match $conn.as_mut() {
+            Some(c) => $query.$method(c).await,
+            None => $query.$method($pool).await,
+        }
+    };
+}
 
 /// What the claimer does after a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,10 +315,7 @@ impl BusyPolling {
         }
         self.shared_at = Some(now);
         let sql = sqlx::query("SELECT pg_notify($1, '')").bind(crate::wakeup::CHANNEL);
-        let sent = match conn.as_mut() {
-            Some(c) => sql.execute(c).await,
-            None => sql.execute(pool).await,
-        };
+        let sent = on_claim_conn!(conn, pool, sql, execute);
         if let Err(e) = sent {
             tracing::debug!(error = %e, "could not wake the other workers");
         }
@@ -327,6 +336,8 @@ enum RunOut {
 #[derive(Debug)]
 struct QueueWatch {
     watching: Arc<AtomicBool>,
+    /// Wakes the parked watcher when watching starts.
+    asked: Arc<Notify>,
     /// The last window's mean queue, in hundredths.
     mean: Arc<AtomicU32>,
 }
@@ -334,16 +345,19 @@ struct QueueWatch {
 impl QueueWatch {
     fn start(pool: PgPool, stop: CancellationToken) -> Self {
         let watching = Arc::new(AtomicBool::new(false));
+        let asked = Arc::new(Notify::new());
         let mean = Arc::new(AtomicU32::new(0));
-        tokio::spawn(watch_queue(pool, watching.clone(), mean.clone(), stop));
-        Self { watching, mean }
+        tokio::spawn(watch_queue(pool, watching.clone(), asked.clone(), mean.clone(), stop));
+        Self { watching, asked, mean }
     }
 
     fn watch(&self, on: bool) {
         if !on {
             self.mean.store(0, Ordering::Relaxed);
         }
-        self.watching.store(on, Ordering::Relaxed);
+        if !self.watching.swap(on, Ordering::Relaxed) && on {
+            self.asked.notify_one();
+        }
     }
 
     fn queued(&self) -> f64 {
@@ -351,16 +365,27 @@ impl QueueWatch {
     }
 }
 
-async fn watch_queue(pool: PgPool, watching: Arc<AtomicBool>, mean: Arc<AtomicU32>, stop: CancellationToken) {
+async fn watch_queue(
+    pool: PgPool,
+    watching: Arc<AtomicBool>,
+    asked: Arc<Notify>,
+    mean: Arc<AtomicU32>,
+    stop: CancellationToken,
+) {
     let (mut sum, mut samples) = (0_i64, 0_u32);
     loop {
+        if !watching.load(Ordering::Relaxed) {
+            // Parked until the claimer asks (an idle worker costs nothing).
+            (sum, samples) = (0, 0);
+            tokio::select! {
+                () = asked.notified() => {}
+                () = stop.cancelled() => return,
+            }
+            continue;
+        }
         tokio::select! {
             () = tokio::time::sleep(SAMPLE_EVERY) => {}
             () = stop.cancelled() => return,
-        }
-        if !watching.load(Ordering::Relaxed) {
-            (sum, samples) = (0, 0);
-            continue;
         }
         let waiting: sqlx::Result<i64> = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks
@@ -390,10 +415,7 @@ async fn renew(conn: &mut Option<PgConnection>, pool: &PgPool) -> sqlx::Result<i
                        (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $1)",
     )
     .bind(AHEAD_MS);
-    match conn.as_mut() {
-        Some(c) => sql.fetch_one(c).await,
-        None => sql.fetch_one(pool).await,
-    }
+    on_claim_conn!(conn, pool, sql, fetch_one)
 }
 
 async fn run_out(conn: &mut Option<PgConnection>, pool: &PgPool, mine: i64) -> sqlx::Result<RunOut> {
@@ -401,10 +423,7 @@ async fn run_out(conn: &mut Option<PgConnection>, pool: &PgPool, mine: i64) -> s
         "SELECT coalesce(pg_sequence_last_value('outhook.claimer_polling_until'), 0),
                 (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
     );
-    let (value, now) = match conn.as_mut() {
-        Some(c) => sql.fetch_one(c).await?,
-        None => sql.fetch_one(pool).await?,
-    };
+    let (value, now) = on_claim_conn!(conn, pool, sql, fetch_one)?;
     Ok(if value <= now {
         RunOut::Done
     } else if value != mine {
@@ -420,10 +439,7 @@ async fn running_xids(conn: &mut Option<PgConnection>, pool: &PgPool) -> sqlx::R
     let sql = sqlx::query_scalar(
         "SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x",
     );
-    match conn.as_mut() {
-        Some(c) => sql.fetch_one(c).await,
-        None => sql.fetch_one(pool).await,
-    }
+    on_claim_conn!(conn, pool, sql, fetch_one)
 }
 
 /// Sleeps `gap`. Under a millisecond, on a blocking-pool thread: tokio's
@@ -444,8 +460,5 @@ async fn any_running(conn: &mut Option<PgConnection>, pool: &PgPool, xids: &[i64
         "SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x::text::bigint = ANY ($1))",
     )
     .bind(xids);
-    match conn.as_mut() {
-        Some(c) => sql.fetch_one(c).await,
-        None => sql.fetch_one(pool).await,
-    }
+    on_claim_conn!(conn, pool, sql, fetch_one)
 }
