@@ -262,6 +262,9 @@ struct Scenario {
     /// Old attempts (4 per finished delivery, 32 to 41 days back) loaded
     /// first, for a worker with a retention period to prune during the run.
     old_attempts: usize,
+    /// Delivered rows in the queue table, analyzed before the events are
+    /// enqueued: statistics from a quiet queue, as at a burst's start.
+    quiet_history: usize,
     worker_args: &'static [&'static str],
     /// Run the worker inside `outhook serve` instead of `outhook run`.
     serve: bool,
@@ -286,6 +289,7 @@ const BASE: Scenario = Scenario {
     backlog: 0,
     producers: 0,
     old_attempts: 0,
+    quiet_history: 0,
     worker_args: &[],
     serve: false,
     limited: None,
@@ -362,6 +366,14 @@ fn scenarios() -> Vec<Scenario> {
                 "--retry-jitter",
                 "0.2",
             ],
+            ..BASE
+        },
+        // The burst, with the queue's statistics taken while it was quiet
+        // (10,000 delivered rows, none pending).
+        Scenario {
+            name: "burst-after-quiet",
+            events: 100_000,
+            quiet_history: 10_000,
             ..BASE
         },
         // The same 10,000 due events, without and then with a million rows
@@ -555,26 +567,21 @@ async fn run(
         enqueue(&pool, "limited", s, from, from + backlog, 1000, &mut HashMap::new()).await?;
     }
     if s.backlog > 0 {
-        // Deliveries waiting for a retry a day from now, on one old message.
-        let msg: i64 = sqlx::query_scalar(
-            // An owner with no endpoints: the trigger fans nothing out.
-            "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('old', '{}', 'nobody') RETURNING id",
+        // Deliveries waiting for a retry a day from now.
+        old_deliveries(
+            &pool,
+            s.backlog,
+            "0, now() + interval '1 day' + g * interval '1 millisecond', NULL::timestamptz",
         )
-        .fetch_one(&pool)
-        .await?;
-        sqlx::query(
-            "INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at, attempts)
-             SELECT $1, (SELECT id FROM outhook.endpoint LIMIT 1), now() + interval '1 day' + g * interval '1 millisecond', 1
-             FROM generate_series(1, $2) g",
-        )
-        .bind(msg)
-        .bind(s.backlog as i64)
-        .execute(&pool)
         .await?;
         sqlx::query("VACUUM ANALYZE outhook.delivery").execute(&pool).await?;
     }
     if s.old_attempts > 0 {
         load_old_attempts(&pool, s.old_attempts).await?;
+    }
+    if s.quiet_history > 0 {
+        old_deliveries(&pool, s.quiet_history, "1, now() - g * interval '1 second', now()").await?;
+        sqlx::query("ANALYZE outhook.delivery").execute(&pool).await?;
     }
     let mut commits = HashMap::new();
     let steady = !s.steady_rates.is_empty();
@@ -738,9 +745,13 @@ async fn run(
         serde_json::Value::Null
     };
     let _ = std::fs::remove_file(&stage_log);
-    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
-        .fetch_one(&pool)
-        .await?;
+    // (The quiet history's rows are on a message of their own.)
+    let delivered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outhook.delivery d JOIN outhook.outbox o ON o.id = d.message_id
+         WHERE d.status = 1 AND o.event_type <> 'old'",
+    )
+    .fetch_one(&pool)
+    .await?;
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     Ok(serde_json::json!({
         "scenario": s.name,
@@ -989,6 +1000,28 @@ fn limited_stats(at: &mut [u64], rate: f64) -> serde_json::Value {
         "most_in_1s": most_within(1_000_000_000),
         "most_in_100ms": most_within(100_000_000),
     })
+}
+
+/// `n` deliveries of one old message (event type `old`, an owner with no
+/// endpoints, so the trigger fans nothing out) to the first endpoint, one
+/// attempt made; `status_due_finished` gives their status, next attempt
+/// and finish time as SQL over `g`, 1 to `n`.
+async fn old_deliveries(pool: &PgPool, n: usize, status_due_finished: &str) -> Result<()> {
+    let msg: i64 = sqlx::query_scalar(
+        "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('old', '{}', 'nobody') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO outhook.delivery (message_id, endpoint_id, attempts, status, next_attempt_at, finished_at)
+         SELECT $1, (SELECT id FROM outhook.endpoint LIMIT 1), 1, {status_due_finished}
+         FROM generate_series(1, $2) g"
+    )))
+    .bind(msg)
+    .bind(n as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// `n` attempts, four per dead delivery (to an owner-less message), spread
