@@ -86,7 +86,7 @@ impl Claimer {
                 None => {
                     // (Re)connect at most every few seconds: a server that
                     // refuses it (PgBouncer) is not asked on every claim.
-                    if !self.durable_claims && conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    if conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                         conn_tried = Some(Instant::now());
                         claim_conn = self.claim_connection().await;
                     }
@@ -216,7 +216,7 @@ impl Claimer {
     /// WAL flush, or `None` (claims then use the pool) if it cannot be had,
     /// as behind PgBouncer, which refuses startup options.
     async fn claim_connection(&self) -> Option<PgConnection> {
-        let options = claim_connect_options(&self.pool);
+        let options = claim_connect_options(&self.pool, self.durable_claims);
         match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options)).await {
             Ok(Ok(conn)) => Some(conn),
             Ok(Err(e)) => {
@@ -325,17 +325,23 @@ fn is_limited(targets: &HashMap<uuid::Uuid, Option<Arc<Target>>>, row: &ClaimedR
         .is_some_and(|t| t.limited && t.enabled)
 }
 
-/// The claimer's own connection: its commits do not wait for the WAL flush
-/// (a claim a crash forgets only makes the row due again), and its plans
-/// never use bitmap scans. With statistics from a nearly empty queue (the
-/// start of a burst) the planner would otherwise read every due row through
-/// a bitmap and sort them for each claim, instead of walking the claim
-/// index in order up to the limit (30 ms a claim with 100,000 due, seen in
-/// the `burst` bench). The connection runs nothing but claims and the
-/// busy-polling statements.
-pub(crate) fn claim_connect_options(pool: &PgPool) -> sqlx::postgres::PgConnectOptions {
-    (*pool.connect_options())
+/// The claimer's own connection. Unless `durable`, its commits do not wait
+/// for the WAL flush (a claim a crash forgets only makes the row due
+/// again). Its plans never use bitmap scans: with statistics from a nearly
+/// empty queue (the start of a burst) the planner would otherwise read
+/// every due row through a bitmap and sort them for each claim, instead of
+/// walking the claim index in order up to the limit (30 ms a claim with
+/// 100,000 due, seen in the `burst` bench). The connection runs nothing but
+/// claims and the busy-polling statements. A server that refuses startup
+/// options (PgBouncer) leaves the claimer on the pool.
+pub(crate) fn claim_connect_options(pool: &PgPool, durable: bool) -> sqlx::postgres::PgConnectOptions {
+    let options = (*pool.connect_options())
         .clone()
-        .options([("synchronous_commit", "off"), ("enable_bitmapscan", "off")])
-        .application_name("outhook claimer")
+        .options([("enable_bitmapscan", "off")])
+        .application_name("outhook claimer");
+    if durable {
+        options
+    } else {
+        options.options([("synchronous_commit", "off")])
+    }
 }

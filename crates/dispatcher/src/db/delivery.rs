@@ -1046,7 +1046,32 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_claimers_connection_walks_the_claim_index_while_the_statistics_describe_an_empty_queue() {
         let pool = backlog_after_quiet_statistics(50_000).await;
-        let mut conn = sqlx::PgConnection::connect_with(&crate::claim::claim_connect_options(&pool))
+        // A pool whose connections commit durably (the test cluster's
+        // default does not), for the durable claimer to inherit.
+        let durable_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                (*pool.connect_options())
+                    .clone()
+                    .options([("synchronous_commit", "on")]),
+            )
+            .await
+            .unwrap();
+        for durable in [true, false] {
+            let options = crate::claim::claim_connect_options(&durable_pool, durable);
+            let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+            let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(commit, if durable { "on" } else { "off" }, "durable: {durable}");
+            let bitmaps: String = sqlx::query_scalar("SHOW enable_bitmapscan")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(bitmaps, "off", "durable: {durable}");
+        }
+        let mut conn = sqlx::PgConnection::connect_with(&crate::claim::claim_connect_options(&pool, false))
             .await
             .unwrap();
         let sql = format!("EXPLAIN (FORMAT JSON) {CLAIM}");
