@@ -191,6 +191,7 @@ impl Claimer {
                 Next::Wait => {}
             }
         }
+        busy.hand_over(&mut claim_conn, &self.pool).await;
         running
     }
 

@@ -15,7 +15,8 @@
 //! committed before it. If another claimer renewed the value meanwhile,
 //! leaving is that claimer's to do. A claimer that dies while polling
 //! leaves the few rows committed in its last 200 ms to the others' poll
-//! interval.
+//! interval. One that stops while polling hands over: it waits the same way
+//! and then wakes the other workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -39,6 +40,10 @@ const POLL_GAP: Duration = Duration::from_micros(300);
 /// unrelated session idle in a transaction would otherwise keep it polling);
 /// past that the poll interval covers what is left.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long a claimer that stops while polling waits, at most, for the
+/// transactions that may have skipped their notification (see
+/// `BusyPolling::hand_over`); past it the poll interval covers.
+const HAND_OVER_LIMIT: Duration = Duration::from_secs(1);
 /// The mean number of producers waiting for the NOTIFY commit lock over a
 /// window that makes polling worth it: they are held back, not merely
 /// overlapping now and then (a queue that long means the lock is busy most
@@ -297,6 +302,52 @@ impl BusyPolling {
                 }
             }
         }
+    }
+
+    /// A claimer that stops while polling hands its watch to the other
+    /// workers: it waits for the value to run out (unless another claimer
+    /// renewed it, whose watch it then is), then for the transactions of a
+    /// snapshot taken after that, and wakes them. Their next claim sees
+    /// every row a producer committed without notifying; without this, the
+    /// rows of the last 200 ms would wait for their poll interval. At most
+    /// `HAND_OVER_LIMIT`, then it wakes them anyway.
+    pub async fn hand_over(&mut self, conn: &mut Option<PgConnection>, pool: &PgPool) {
+        let deadline = Instant::now() + HAND_OVER_LIMIT;
+        let xids = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Idle => return,
+            State::Polling { until_ms, .. } | State::Leaving { until_ms, .. } => loop {
+                match run_out(conn, pool, until_ms).await {
+                    Ok(RunOut::Renewed) => {
+                        self.stopped_polling();
+                        return;
+                    }
+                    Ok(RunOut::Done) => break running_xids(conn, pool).await.unwrap_or_default(),
+                    Ok(RunOut::NotYet) | Err(_) if Instant::now() >= deadline => break Vec::new(),
+                    Ok(RunOut::NotYet) | Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            },
+            State::Draining { xids, .. } => xids,
+        };
+        let mut gap = Duration::from_millis(1);
+        while !xids.is_empty() && Instant::now() < deadline {
+            match any_running(conn, pool, &xids).await {
+                Ok(false) => break,
+                Ok(true) | Err(_) => {
+                    tokio::time::sleep(gap).await;
+                    gap = (gap * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+        let sql = sqlx::query("SELECT pg_notify($1, '')").bind(crate::wakeup::CHANNEL);
+        if let Err(e) = on_claim_conn!(conn, pool, sql, execute) {
+            tracing::debug!(error = %e, "could not hand busy polling over");
+        }
+        tracing::debug!("busy polling handed over");
+        self.stopped_polling();
+    }
+
+    fn stopped_polling(&self) {
+        metrics::gauge!("outhook_claimer_polling").set(0.0);
     }
 
     fn idle(&mut self) {

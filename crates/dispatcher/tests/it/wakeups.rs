@@ -246,3 +246,75 @@ async fn a_claim_rate_alone_does_not_start_polling_while_notifications_flow_free
     assert_eq!(polled, None, "the claimer never published a polling time");
     running.stop().await;
 }
+
+/// A worker told to stop while it polls hands over: the other worker,
+/// which never polls and looks at the table once a minute, is woken for
+/// the events whose notification producers skipped, including one
+/// committed after the polling worker was told to stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_stops_while_polling_wakes_the_others() {
+    let pool = db().await;
+    let receiver = Receiver::start().await.unwrap();
+    let (endpoint_id, _) = endpoint(&pool, "c", &receiver.url("/hook"), "standard-webhooks").await;
+    let polling = Running::start(
+        builder(&pool)
+            .poll_interval(Duration::from_secs(60))
+            .busy_polling(Some(20))
+            .busy_polling_on_rate_alone(true),
+    );
+    let other = Running::start(builder(&pool).poll_interval(Duration::from_secs(60)).busy_polling(None));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let load = Arc::new(AtomicBool::new(true));
+    let mut producers = JoinSet::new();
+    for p in 0..4_i64 {
+        let (pool, load) = (pool.clone(), load.clone());
+        producers.spawn(async move {
+            let mut mine = Vec::new();
+            let mut n = 1_000 + p;
+            while load.load(Ordering::Relaxed) {
+                mine.push((n, produce(&pool, endpoint_id, n).await));
+                n += 4;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            mine
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !polling_value_ahead(&pool).await {
+        assert!(Instant::now() < deadline, "the worker did not start polling");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Inserted now, while producers skip the notification; committed after
+    // the polling worker has been told to stop.
+    let late_commit = tokio::spawn(straggler(
+        pool.clone(),
+        endpoint_id,
+        1,
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        Duration::from_millis(600),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    load.store(false, Ordering::Relaxed);
+    let mut committed: HashMap<i64, SystemTime> = producers.join_all().await.into_iter().flatten().collect();
+    polling.stop().await;
+    let (n, at, skipped) = late_commit.await.unwrap();
+    assert!(skipped, "the straggler's insert skipped its notification");
+    committed.insert(n, at);
+
+    // Without the hand-over they would wait for the other worker's minute.
+    let _ = receiver.wait_for(committed.len(), Duration::from_secs(10)).await;
+    let got = receiver.received();
+    let mut late = Vec::new();
+    for r in &got {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let n = body["n"].as_i64().unwrap();
+        let took = r.at.duration_since(committed[&n]).unwrap_or_default();
+        if took > Duration::from_secs(2) {
+            late.push((n, took));
+        }
+    }
+    assert_eq!(got.len(), committed.len(), "every event once");
+    assert!(late.is_empty(), "events left to the poll interval: {late:?}");
+    other.stop().await;
+}
