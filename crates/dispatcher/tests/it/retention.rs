@@ -67,6 +67,9 @@ async fn a_worker_with_a_retention_period_prunes_old_days_while_it_delivers() {
     assert_eq!(wait_for_count(&pool, DELIVERED, 1, Duration::from_secs(10)).await, 1);
     const OLD_LEFT: &str = "SELECT count(*) FROM outhook.delivery WHERE finished_at < now() - interval '30 days'";
     assert_eq!(wait_for_count(&pool, OLD_LEFT, 0, Duration::from_secs(10)).await, 0);
+    // Messages are pruned after their deliveries; stopping cancels a prune.
+    const MESSAGES: &str = "SELECT count(*) FROM outhook.outbox";
+    wait_for_count(&pool, MESSAGES, 1, Duration::from_secs(10)).await;
     running.stop().await;
     let gone: Option<String> = sqlx::query_scalar(
         "SELECT to_regclass('outhook.attempt_p' || to_char(now() - interval '40 days', 'YYYYMMDD'))::text",
