@@ -38,8 +38,8 @@ pub(crate) struct Claimer {
     pub wake: Arc<Notify>,
     /// When the listener last received a notification (stage stamps).
     pub last_notified: Arc<AtomicU64>,
-    /// Claims wait for the WAL flush (else they run on their own
-    /// connection with `synchronous_commit = off`).
+    /// Claims wait for the WAL flush (else the claimer's connection runs
+    /// with `synchronous_commit = off`).
     pub durable_claims: bool,
     /// Claimed rows per second past which the claimer polls instead of
     /// waiting for notifications, once producers queue on the NOTIFY lock
@@ -213,9 +213,9 @@ impl Claimer {
         }
     }
 
-    /// A connection of the claimer's own whose commits do not wait for the
-    /// WAL flush, or `None` (claims then use the pool) if it cannot be had,
-    /// as behind PgBouncer, which refuses startup options.
+    /// A connection of the claimer's own (`claim_connect_options`), or
+    /// `None` (claims then use the pool) if it cannot be had, as behind
+    /// PgBouncer, which refuses startup options.
     async fn claim_connection(&self) -> Option<PgConnection> {
         let options = claim_connect_options(&self.pool, self.durable_claims);
         match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options)).await {

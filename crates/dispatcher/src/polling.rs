@@ -305,49 +305,33 @@ impl BusyPolling {
     }
 
     /// A claimer that stops while polling hands its watch to the other
-    /// workers: it waits for the value to run out (unless another claimer
-    /// renewed it, whose watch it then is), then for the transactions of a
-    /// snapshot taken after that, and wakes them. Their next claim sees
-    /// every row a producer committed without notifying; without this, the
-    /// rows of the last 200 ms would wait for their poll interval. At most
-    /// `HAND_OVER_LIMIT`, then it wakes them anyway.
+    /// workers: it leaves as it would when the rate falls (the value runs
+    /// out, then the transactions of a snapshot taken after that end, or
+    /// another claimer renewed the value), at most for `HAND_OVER_LIMIT`,
+    /// and then wakes them. Their next claim sees every row a producer
+    /// committed without notifying; without this, the rows of the last
+    /// 200 ms would wait for their poll interval.
     pub async fn hand_over(&mut self, conn: &mut Option<PgConnection>, pool: &PgPool) {
+        if let State::Polling { until_ms, renewed } = self.state {
+            self.state = State::Leaving {
+                until_ms,
+                check_at: renewed + Duration::from_millis(AHEAD_MS as u64 + 10),
+            };
+        }
+        if !self.polling() {
+            return;
+        }
         let deadline = Instant::now() + HAND_OVER_LIMIT;
-        let xids = match std::mem::replace(&mut self.state, State::Idle) {
-            State::Idle => return,
-            State::Polling { until_ms, .. } | State::Leaving { until_ms, .. } => loop {
-                match run_out(conn, pool, until_ms).await {
-                    Ok(RunOut::Renewed) => {
-                        self.stopped_polling();
-                        return;
-                    }
-                    Ok(RunOut::Done) => break running_xids(conn, pool).await.unwrap_or_default(),
-                    Ok(RunOut::NotYet) | Err(_) if Instant::now() >= deadline => break Vec::new(),
-                    Ok(RunOut::NotYet) | Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            },
-            State::Draining { xids, .. } => xids,
-        };
-        let mut gap = Duration::from_millis(1);
-        while !xids.is_empty() && Instant::now() < deadline {
-            match any_running(conn, pool, &xids).await {
-                Ok(false) => break,
-                Ok(true) | Err(_) => {
-                    tokio::time::sleep(gap).await;
-                    gap = (gap * 2).min(Duration::from_millis(50));
-                }
+        while self.polling() && Instant::now() < deadline {
+            if let Next::Poll(gap) = self.step(Instant::now(), conn, pool).await {
+                pause(gap).await;
             }
         }
         let sql = sqlx::query("SELECT pg_notify($1, '')").bind(crate::wakeup::CHANNEL);
         if let Err(e) = on_claim_conn!(conn, pool, sql, execute) {
             tracing::debug!(error = %e, "could not hand busy polling over");
         }
-        tracing::debug!("busy polling handed over");
-        self.stopped_polling();
-    }
-
-    fn stopped_polling(&self) {
-        metrics::gauge!("outhook_claimer_polling").set(0.0);
+        self.idle();
     }
 
     fn idle(&mut self) {

@@ -999,16 +999,25 @@ mod tests {
         pool
     }
 
-    /// Every scan of `outhook.delivery` in a plan, as (node type, index).
-    fn delivery_scans(plan: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        let scan = plan.get("Node Type").and_then(|t| t.as_str()) != Some("ModifyTable");
-        if scan && plan.get("Relation Name").and_then(|r| r.as_str()) == Some("delivery") {
-            let index = plan.get("Index Name").and_then(|i| i.as_str()).unwrap_or("");
-            out.push((plan["Node Type"].as_str().unwrap_or("").to_owned(), index.to_owned()));
-        }
+    /// Every node of an `EXPLAIN (FORMAT JSON)` plan, as (node type,
+    /// relation, index); "" where a node has none.
+    fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+        let field = |k: &str| plan.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        out.push((field("Node Type"), field("Relation Name"), field("Index Name")));
         for child in plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
-            delivery_scans(child, out);
+            plan_nodes(child, out);
         }
+    }
+
+    /// The scans of `outhook.delivery` in a plan, as (node type, index).
+    fn delivery_scans(plan: &serde_json::Value) -> Vec<(String, String)> {
+        let mut nodes = Vec::new();
+        plan_nodes(plan, &mut nodes);
+        nodes
+            .into_iter()
+            .filter(|(node, relation, _)| relation == "delivery" && node != "ModifyTable")
+            .map(|(node, _, index)| (node, index))
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1025,22 +1034,13 @@ mod tests {
             .unwrap()
             .get(0);
         tx.rollback().await.unwrap();
-        let mut scans = Vec::new();
-        delivery_scans(&plan[0]["Plan"], &mut scans);
+        let scans = delivery_scans(&plan[0]["Plan"]);
         assert!(!scans.is_empty(), "the plan reads outhook.delivery: {plan}");
         assert!(
             scans.iter().all(|(_, index)| index == "delivery_pkey"),
             "every scan of outhook.delivery uses its primary key, not the pending rows: {scans:?}"
         );
         assert_eq!(delivery_complete_many(&pool, &batch).await.unwrap(), 300);
-    }
-
-    /// Every node type in a plan.
-    fn node_types(plan: &serde_json::Value, out: &mut Vec<String>) {
-        out.push(plan["Node Type"].as_str().unwrap_or("").to_owned());
-        for child in plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
-            node_types(child, out);
-        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1082,17 +1082,19 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        let mut scans = Vec::new();
-        delivery_scans(&plan[0]["Plan"], &mut scans);
+        let scans = delivery_scans(&plan[0]["Plan"]);
         let mut nodes = Vec::new();
-        node_types(&plan[0]["Plan"], &mut nodes);
+        plan_nodes(&plan[0]["Plan"], &mut nodes);
         assert!(
             scans
                 .iter()
                 .any(|s| *s == ("Index Scan".to_owned(), "delivery_due".to_owned())),
             "the claim walks the claim index: {scans:?}"
         );
-        assert!(!nodes.iter().any(|n| n == "Sort"), "and sorts nothing: {nodes:?}");
+        assert!(
+            !nodes.iter().any(|(n, _, _)| n == "Sort"),
+            "and sorts nothing: {nodes:?}"
+        );
         assert_eq!(
             delivery_claim(&mut conn, 256, Duration::from_secs(60))
                 .await

@@ -38,6 +38,57 @@ async fn polling_value_ahead(pool: &PgPool) -> bool {
     .unwrap()
 }
 
+/// Four producers, one event per transaction, about 100 events/s in all,
+/// numbered from `first` on, until the flag is cleared; each returns the
+/// events it committed and when.
+fn start_load(pool: &PgPool, endpoint: Uuid, first: i64) -> (Arc<AtomicBool>, JoinSet<Vec<(i64, SystemTime)>>) {
+    let load = Arc::new(AtomicBool::new(true));
+    let mut producers = JoinSet::new();
+    for p in 0..4_i64 {
+        let (pool, load) = (pool.clone(), load.clone());
+        producers.spawn(async move {
+            let mut mine = Vec::new();
+            let mut n = first + p;
+            while load.load(Ordering::Relaxed) {
+                mine.push((n, produce(&pool, endpoint, n).await));
+                n += 4;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            mine
+        });
+    }
+    (load, producers)
+}
+
+/// Waits (at most 5 s) until some claimer publishes that it polls.
+async fn wait_until_polling(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !polling_value_ahead(pool).await {
+        assert!(
+            Instant::now() < deadline,
+            "the claimer did not start polling at ~100 events/s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most 10 s) for every committed event to arrive; returns how
+/// many arrived and those that arrived over 2 s after their commit.
+async fn arrivals(receiver: &Receiver, committed: &HashMap<i64, SystemTime>) -> (usize, Vec<(i64, Duration)>) {
+    let _ = receiver.wait_for(committed.len(), Duration::from_secs(10)).await;
+    let got = receiver.received();
+    let mut late = Vec::new();
+    for r in &got {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let n = body["n"].as_i64().unwrap();
+        let took = r.at.duration_since(committed[&n]).unwrap_or_default();
+        if took > Duration::from_secs(2) {
+            late.push((n, took));
+        }
+    }
+    (got.len(), late)
+}
+
 /// A transaction that inserts an event while the claimer polls and commits
 /// after it has stopped; `isolation` sets its isolation level.
 async fn straggler(
@@ -96,29 +147,8 @@ async fn producers_skip_notify_while_the_claimer_polls_and_no_wake_up_is_lost() 
     );
 
     // Load: 4 producers at about 100 events/s in all keep the claimer polling.
-    let load = Arc::new(AtomicBool::new(true));
-    let mut producers = JoinSet::new();
-    for p in 0..4_i64 {
-        let (pool, load) = (pool.clone(), load.clone());
-        producers.spawn(async move {
-            let mut mine = Vec::new();
-            let mut n = 1_000 + p;
-            while load.load(Ordering::Relaxed) {
-                mine.push((n, produce(&pool, endpoint_id, n).await));
-                n += 4;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            mine
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !polling_value_ahead(&pool).await {
-        assert!(
-            Instant::now() < deadline,
-            "the claimer did not start polling at ~100 events/s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (load, producers) = start_load(&pool, endpoint_id, 1_000);
+    wait_until_polling(&pool).await;
     // Drain what was announced before, then count announcements for a second.
     while tokio::time::timeout(Duration::from_millis(300), listener.recv())
         .await
@@ -185,19 +215,8 @@ async fn producers_skip_notify_while_the_claimer_polls_and_no_wake_up_is_lost() 
     committed.insert(4, produce(&pool, endpoint_id, 4).await);
 
     // A lost wake-up would wait for the minute's poll: give it 10 s, then look.
-    let _ = receiver.wait_for(committed.len(), Duration::from_secs(10)).await;
-    let got = receiver.received();
-    let mut late = Vec::new();
-    for r in &got {
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        let n = body["n"].as_i64().unwrap();
-        let at = committed[&n];
-        let took = r.at.duration_since(at).unwrap_or_default();
-        if took > Duration::from_secs(2) {
-            late.push((n, took));
-        }
-    }
-    assert_eq!(got.len(), committed.len(), "every event once");
+    let (got, late) = arrivals(&receiver, &committed).await;
+    assert_eq!(got, committed.len(), "every event once");
     assert!(late.is_empty(), "events whose wake-up was lost: {late:?}");
     running.stop().await;
 }
@@ -211,20 +230,7 @@ async fn a_claim_rate_alone_does_not_start_polling_while_notifications_flow_free
     // NOTIFY lock, which four producers at ~100 events/s never do here.
     let running = Running::start(builder(&pool).busy_polling(Some(20)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let load = Arc::new(AtomicBool::new(true));
-    let mut producers = JoinSet::new();
-    for p in 0..4_i64 {
-        let (pool, load) = (pool.clone(), load.clone());
-        producers.spawn(async move {
-            let mut n = p;
-            while load.load(Ordering::Relaxed) {
-                produce(&pool, endpoint_id, n).await;
-                n += 4;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            n / 4
-        });
-    }
+    let (load, producers) = start_load(&pool, endpoint_id, 0);
     let until = Instant::now() + Duration::from_secs(3);
     let mut looks = 0;
     while Instant::now() < until {
@@ -236,7 +242,7 @@ async fn a_claim_rate_alone_does_not_start_polling_while_notifications_flow_free
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     load.store(false, Ordering::Relaxed);
-    let sent: i64 = producers.join_all().await.into_iter().sum();
+    let sent: usize = producers.join_all().await.iter().map(Vec::len).sum();
     assert!(sent >= 150, "the load ran ({sent} events)");
     assert!(looks > 50);
     let polled: Option<i64> = sqlx::query_scalar("SELECT pg_sequence_last_value('outhook.claimer_polling_until')")
@@ -264,26 +270,8 @@ async fn a_worker_that_stops_while_polling_wakes_the_others() {
     );
     let other = Running::start(builder(&pool).poll_interval(Duration::from_secs(60)).busy_polling(None));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let load = Arc::new(AtomicBool::new(true));
-    let mut producers = JoinSet::new();
-    for p in 0..4_i64 {
-        let (pool, load) = (pool.clone(), load.clone());
-        producers.spawn(async move {
-            let mut mine = Vec::new();
-            let mut n = 1_000 + p;
-            while load.load(Ordering::Relaxed) {
-                mine.push((n, produce(&pool, endpoint_id, n).await));
-                n += 4;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            mine
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !polling_value_ahead(&pool).await {
-        assert!(Instant::now() < deadline, "the worker did not start polling");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (load, producers) = start_load(&pool, endpoint_id, 1_000);
+    wait_until_polling(&pool).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Inserted now, while producers skip the notification; committed after
     // the polling worker has been told to stop.
@@ -303,18 +291,8 @@ async fn a_worker_that_stops_while_polling_wakes_the_others() {
     committed.insert(n, at);
 
     // Without the hand-over they would wait for the other worker's minute.
-    let _ = receiver.wait_for(committed.len(), Duration::from_secs(10)).await;
-    let got = receiver.received();
-    let mut late = Vec::new();
-    for r in &got {
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        let n = body["n"].as_i64().unwrap();
-        let took = r.at.duration_since(committed[&n]).unwrap_or_default();
-        if took > Duration::from_secs(2) {
-            late.push((n, took));
-        }
-    }
-    assert_eq!(got.len(), committed.len(), "every event once");
+    let (got, late) = arrivals(&receiver, &committed).await;
+    assert_eq!(got, committed.len(), "every event once");
     assert!(late.is_empty(), "events left to the poll interval: {late:?}");
     other.stop().await;
 }
