@@ -620,14 +620,19 @@ pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> 
                 }
                 for a in &attempts {
                     outln!(
-                        "  #{:<2} {}  {:>5} ms  {:<16} {:>3}  {}{}",
+                        "  #{:<2} {}  {:>5} ms  {:<16} {:>3}  {}{}{}",
                         a.attempt,
                         a.started_at.format("%Y-%m-%d %H:%M:%S%.3f"),
                         a.duration_ms,
                         a.outcome,
                         a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                         a.error.as_deref().unwrap_or(""),
-                        a.next_attempt_at.map(|t| format!(" (next at {t})")).unwrap_or_default()
+                        a.next_attempt_at.map(|t| format!(" (next at {t})")).unwrap_or_default(),
+                        if a.superseded {
+                            " (superseded: the delivery had moved on)"
+                        } else {
+                            ""
+                        }
                     )?;
                 }
             }

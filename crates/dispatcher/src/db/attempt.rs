@@ -38,8 +38,13 @@ pub struct Attempt {
     pub outcome: String,
     /// The failure's reason, in words.
     pub error: Option<String>,
-    /// When the next attempt is due; none when this one was final.
+    /// When the next attempt is due; none when this one was final, or
+    /// superseded.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The delivery had moved on before this result was written (re-queued,
+    /// or its lease taken over by another claim): the request went out, but
+    /// its result changed nothing.
+    pub superseded: bool,
 }
 
 fn hex_opt<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -137,7 +142,7 @@ impl Columns {
 pub async fn attempt_list(pool: &PgPool, delivery_id: i64) -> Result<Vec<Attempt>> {
     Ok(sqlx::query_as(
         "SELECT id, delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256, status_code,
-                response_headers, response_body, response_truncated, outcome, error, next_attempt_at
+                response_headers, response_body, response_truncated, outcome, error, next_attempt_at, superseded
          FROM outhook.attempt WHERE delivery_id = $1 ORDER BY attempt, id",
     )
     .bind(delivery_id)

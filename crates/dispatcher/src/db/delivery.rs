@@ -276,7 +276,11 @@ const COMPLETE_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL e
 
 /// The completion statement: the batch's delivery rows updated where their
 /// lease still matches and they are still pending (`status::integer`, see
-/// [`COMPLETE_BEGIN`]), and their attempts logged.
+/// [`COMPLETE_BEGIN`]), and every attempt logged. An attempt whose delivery
+/// has moved on (its lease no longer matches, or it is no longer pending)
+/// is logged as superseded, without the retry time it planned: its request
+/// went out all the same. Only an attempt whose delivery no longer exists
+/// is not logged.
 const COMPLETE: &str = "WITH input AS (
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[], $20::bool[])
                  AS i(id, lease, status, next_at, error, held)
@@ -297,25 +301,29 @@ const COMPLETE: &str = "WITH input AS (
                 in_flight_until = NULL
              FROM input i
              WHERE d.id = i.id AND d.lease = i.lease AND d.status::integer = 0
-             RETURNING d.id
-         )
+             RETURNING d.id, d.lease
+         ), logged AS (
          INSERT INTO outhook.attempt (delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256,
                                       status_code, response_headers, response_body, response_truncated, outcome, error,
-                                      next_attempt_at)
+                                      next_attempt_at, superseded)
          SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.url, a.request_headers::jsonb, a.body_sha256,
                 a.status_code, a.response_headers::jsonb, a.response_body, a.response_truncated, a.outcome, a.error,
-                a.next_attempt_at
+                CASE WHEN u.id IS NOT NULL THEN a.next_attempt_at END, u.id IS NULL
          FROM unnest($6::bigint[], $7::int[], $8::timestamptz[], $9::int[], $10::text[], $11::text[], $12::bytea[],
-                     $13::smallint[], $14::text[], $15::text[], $16::bool[], $17::text[], $18::text[], $19::timestamptz[])
+                     $13::smallint[], $14::text[], $15::text[], $16::bool[], $17::text[], $18::text[], $19::timestamptz[],
+                     $2::bigint[])
               AS a(delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256, status_code,
-                   response_headers, response_body, response_truncated, outcome, error, next_attempt_at)
-         WHERE a.delivery_id IN (SELECT id FROM updated)";
+                   response_headers, response_body, response_truncated, outcome, error, next_attempt_at, lease)
+         LEFT JOIN updated u ON u.id = a.delivery_id AND u.lease = a.lease
+         WHERE u.id IS NOT NULL OR EXISTS (SELECT 1 FROM outhook.delivery d WHERE d.id = a.delivery_id)
+         )
+         SELECT count(*) FROM updated";
 
 /// Binds a batch to [`COMPLETE`].
-fn bind_completion<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+fn bind_completion<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     b: &'q CompletionBatch,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     let a = &b.attempts;
     query
         .bind(&b.ids[..])
@@ -341,15 +349,15 @@ fn bind_completion<'q>(
 }
 
 /// Writes a batch of completions in one transaction: the delivery rows
-/// whose lease still matches are updated and their attempts logged; results
-/// from a lease another worker has taken over are dropped. Endpoints that
+/// whose lease still matches are updated; results from a lease that has
+/// been taken over change nothing but are logged, as superseded. Endpoints that
 /// answered `410 Gone` are disabled. Returns how many were written.
 pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -> Result<u64> {
     let mut tx = pool.begin_with(COMPLETE_BEGIN).await?;
-    let written = bind_completion(sqlx::query(COMPLETE), b)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let written: i64 = bind_completion(sqlx::query_scalar(COMPLETE), b)
+        .fetch_one(&mut *tx)
+        .await?;
+    let written = u64::try_from(written).unwrap_or(0);
     if !b.gone.is_empty() {
         crate::db::endpoint::endpoint_disable_many(&mut tx, &b.gone, "410 Gone: the receiver asked to stop").await?;
     }
@@ -1028,11 +1036,10 @@ mod tests {
         let batch = CompletionBatch::new(rows.iter().map(completion).collect());
         let sql = format!("EXPLAIN (FORMAT JSON) {COMPLETE}");
         let mut tx = pool.begin_with(COMPLETE_BEGIN).await.unwrap();
-        let plan: serde_json::Value = bind_completion(sqlx::query(sqlx::AssertSqlSafe(sql)), &batch)
+        let plan: serde_json::Value = bind_completion(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), &batch)
             .fetch_one(&mut *tx)
             .await
-            .unwrap()
-            .get(0);
+            .unwrap();
         tx.rollback().await.unwrap();
         let scans = delivery_scans(&plan[0]["Plan"]);
         assert!(!scans.is_empty(), "the plan reads outhook.delivery: {plan}");
@@ -1104,8 +1111,20 @@ mod tests {
         );
     }
 
+    /// The delivery log of `delivery`: (attempt, superseded, next attempt planned).
+    async fn logged(pool: &PgPool, delivery: i64) -> Vec<(i32, bool, bool)> {
+        sqlx::query_as(
+            "SELECT attempt, superseded, next_attempt_at IS NOT NULL FROM outhook.attempt
+             WHERE delivery_id = $1 ORDER BY id",
+        )
+        .bind(delivery)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_late_result_from_an_expired_lease_is_discarded() {
+    async fn a_late_result_from_an_expired_lease_changes_nothing_and_is_logged_as_superseded() {
         let pool = db_with_deliveries(1).await;
         let stale = delivery_claim(&pool, 1, Duration::from_millis(100))
             .await
@@ -1119,22 +1138,30 @@ mod tests {
             .remove(0);
         assert_eq!(current.id, stale.id);
         assert_eq!(current.attempts, 2);
+        // The stale attempt failed and planned a retry; the result must not
+        // apply, but its request went out and is logged.
+        let mut late = completion(&stale);
+        late.status = DeliveryStatus::Pending;
+        late.next_attempt_at = Some(Utc::now() + chrono::Duration::hours(1));
+        late.attempt.next_attempt_at = late.next_attempt_at;
+        late.attempt.outcome = "http_status";
+        late.attempt.status_code = Some(500);
         assert_eq!(
-            delivery_complete_many(&pool, &CompletionBatch::new(vec![completion(&stale)]))
+            delivery_complete_many(&pool, &CompletionBatch::new(vec![late]))
                 .await
                 .unwrap(),
             0
         );
-        let status: i16 = sqlx::query_scalar("SELECT status FROM outhook.delivery")
+        let (status, lease): (i16, i64) = sqlx::query_as("SELECT status, lease FROM outhook.delivery")
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(status, 0, "the stale result changed nothing");
-        let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.attempt")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(logged, 0, "and wrote no attempt");
+        assert_eq!((status, lease), (0, current.lease), "the stale result changed nothing");
+        assert_eq!(
+            logged(&pool, stale.id).await,
+            vec![(1, true, false)],
+            "it is logged, superseded, without the retry it planned"
+        );
         assert_eq!(
             delivery_complete_many(&pool, &CompletionBatch::new(vec![completion(&current)]))
                 .await
@@ -1146,6 +1173,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status, 1);
+        assert_eq!(logged(&pool, stale.id).await, vec![(1, true, false), (2, false, false)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attempt_in_flight_when_its_delivery_is_requeued_is_logged_and_one_whose_delivery_is_gone_is_not() {
+        let pool = db_with_deliveries(2).await;
+        let claimed = delivery_claim(&pool, 2, Duration::from_secs(60)).await.unwrap();
+        let (kept, gone) = (&claimed[0], &claimed[1]);
+        // An operator re-queues one while its attempt is in flight, and the
+        // other delivery is deleted (its endpoint removed).
+        assert_eq!(delivery_requeue(&pool, &[kept.id]).await.unwrap(), 1);
+        sqlx::query("DELETE FROM outhook.delivery WHERE id = $1")
+            .bind(gone.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        // Both results arrive in one batch, beside nothing else.
+        let batch = CompletionBatch::new(vec![completion(kept), completion(gone)]);
+        assert_eq!(delivery_complete_many(&pool, &batch).await.unwrap(), 0);
+        let (status, due): (i16, bool) =
+            sqlx::query_as("SELECT status, next_attempt_at <= now() FROM outhook.delivery WHERE id = $1")
+                .bind(kept.id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!((status, due), (0, true), "the re-queued delivery stays due");
+        assert_eq!(logged(&pool, kept.id).await, vec![(1, true, false)]);
+        assert_eq!(
+            logged(&pool, gone.id).await,
+            vec![],
+            "no attempt for a delivery that is gone"
+        );
+        // The re-queued delivery's own next attempt is logged as usual.
+        let again = delivery_claim(&pool, 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(again.id, kept.id);
+        assert_eq!(
+            delivery_complete_many(&pool, &CompletionBatch::new(vec![completion(&again)]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(logged(&pool, kept.id).await, vec![(1, true, false), (2, false, false)]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

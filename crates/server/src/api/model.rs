@@ -422,6 +422,10 @@ pub struct AttemptOut {
     pub error: Option<String>,
     /// When the next attempt was scheduled, if any.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The delivery had moved on before this result was written (re-queued,
+    /// or its lease taken over by another attempt): the request went out,
+    /// but its result changed nothing.
+    pub superseded: bool,
 }
 
 impl From<Attempt> for AttemptOut {
@@ -441,6 +445,7 @@ impl From<Attempt> for AttemptOut {
             outcome: a.outcome,
             error: a.error,
             next_attempt_at: a.next_attempt_at,
+            superseded: a.superseded,
         }
     }
 }

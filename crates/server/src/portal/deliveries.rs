@@ -276,6 +276,7 @@ pub async fn show(
                                 a href={(base) "?attempt=" (a.attempt)} aria-current=[current.then_some("true")] {
                                     span { "Attempt " (a.attempt) }
                                     " " (outcome_badge(&a.outcome))
+                                    @if a.superseded { " " span.small.muted { "superseded" } }
                                     div.small.muted { (a.started_at.format("%Y-%m-%d %H:%M:%S")) " · " (a.duration_ms) " ms" }
                                 }
                             }
@@ -313,7 +314,11 @@ fn attempt_detail(a: &Attempt) -> Markup {
                     @match a.status_code { Some(s) => strong { (s) }, None => span.muted { "no response" } }
                 }
                 @if let Some(e) = &a.error { dt { "Error" } dd { (e) } }
-                dt { "Next attempt" } dd { (when_opt(a.next_attempt_at, "none (this was the last)")) }
+                @if a.superseded {
+                    dt { "Superseded" } dd { "The delivery had moved on (re-queued, or taken over by another attempt) before this result came back: the request went out, but its result changed nothing." }
+                } @else {
+                    dt { "Next attempt" } dd { (when_opt(a.next_attempt_at, "none (this was the last)")) }
+                }
                 dt { "Body SHA-256" } dd { code.break { (sha) } }
             }
             h3 { "Request headers" }
