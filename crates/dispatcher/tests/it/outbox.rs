@@ -60,6 +60,35 @@ async fn an_idempotent_reinsert_of_the_same_event_id_delivers_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_batch_mixing_keyed_and_unkeyed_events_dedupes_only_the_keyed_ones() {
+    let pool = db().await;
+    let r = outhook_testkit::receiver::Receiver::start().await.unwrap();
+    endpoint(&pool, "acme", &r.url("/"), "trr").await;
+    let plain = Event {
+        event_type: "t",
+        payload: "{}",
+        owner: Some("acme"),
+        ..Default::default()
+    };
+    let keyed = Event {
+        event_id: Some("evt_k"),
+        ..plain.clone()
+    };
+    // Unkeyed first: the statement must still dedupe the keyed one.
+    let batch = [plain.clone(), keyed.clone(), plain.clone()];
+    assert_eq!(enqueue_many(&pool, &batch).await.unwrap(), 3);
+    assert_eq!(enqueue_many(&pool, &batch).await.unwrap(), 2);
+    assert_eq!(enqueue_many(&pool, std::slice::from_ref(&keyed)).await.unwrap(), 0);
+    assert_eq!(enqueue_many(&pool, &[plain.clone(), plain]).await.unwrap(), 2);
+    let (messages, deliveries): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM outhook.outbox), (SELECT count(*) FROM outhook.delivery)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((messages, deliveries), (7, 7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plain_sql_inserts_fan_out_by_owner_and_event_type() {
     let pool = db().await;
     let r = outhook_testkit::receiver::Receiver::start().await.unwrap();
