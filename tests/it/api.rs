@@ -284,7 +284,7 @@ async fn every_route_works_for_an_admin_against_a_real_worker() {
     receiver.wait_for(2, Duration::from_secs(10)).await.unwrap();
     // Wait for the retry's attempt to be logged: a replay re-queues the
     // delivery with a new lease, which would fence an attempt still in
-    // flight, and its result would be dropped.
+    // flight (logged as superseded, its result changing nothing).
     eventually(&server, &format!("/v1/deliveries/{delivery_id}"), |b| {
         b["attempt_log"].as_array().is_some_and(|a| a.len() == 2)
     })

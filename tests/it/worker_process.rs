@@ -200,6 +200,101 @@ async fn a_worker_survives_a_postgresql_restart_and_delivers_everything() {
     assert_eq!(arrivals(&receiver).len(), 600);
 }
 
+/// A PostgreSQL crash forgets the claims whose WAL was still in its buffers
+/// (the claimer commits without waiting for the flush). Their deliveries
+/// are sent again, and the first requests' late results are fenced out.
+/// Every request that reached the receiver must still be in the delivery
+/// log: the re-sent ones as usual, the first ones as superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_crash_that_forgets_claims_leaves_every_request_in_the_delivery_log() {
+    // The WAL writer wakes every 10 s, so in about one run in a hundred it
+    // writes the claims before the crash and none is forgotten; the run is
+    // then made again (its log is still checked).
+    for _ in 0..3 {
+        if crash_while_attempts_are_in_flight().await > 20 {
+            return;
+        }
+    }
+    panic!("three crashes, and no claim was forgotten");
+}
+
+/// One run: 20 events in flight, a crash, recovery. Checks the delivery
+/// log against what the receiver saw; returns how many requests arrived.
+async fn crash_while_attempts_are_in_flight() -> usize {
+    // Durable commits (results and the producer's inserts) write their WAL
+    // at once; the claims' asynchronous commits wait for the WAL writer,
+    // which sleeps 10 s here. No autovacuum commits in between.
+    let cluster = tokio::task::spawn_blocking(|| {
+        outhook_testkit::postgres::Cluster::start_with(&[
+            "fsync=off",
+            "full_page_writes=off",
+            "wal_writer_delay=10s",
+            "autovacuum=off",
+        ])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = cluster.create_database().await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    // Every request is held 3 s: the crash comes while all are in flight.
+    receiver.set_default(Reply::Delayed(Duration::from_secs(3), 200));
+    let pool = setup(&url, &receiver).await;
+    let mut w = worker(&url, &["--maintenance-interval", "1h"]);
+    // Let the worker's start-up writes (partitions) settle first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    enqueue(&pool, 20, 0).await;
+    receiver.wait_for(20, Duration::from_secs(10)).await.unwrap();
+    pool.close().await;
+    let c = std::sync::Arc::new(cluster);
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || c2.crash()).await.unwrap().unwrap();
+    receiver.set_default(Reply::Status(200));
+    let c3 = c.clone();
+    tokio::task::spawn_blocking(move || c3.start_again())
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+    wait_all_delivered(&pool, 20, Duration::from_secs(60)).await;
+    let sent = arrivals(&receiver);
+    let requests: usize = sent.values().sum();
+    // The held requests' results come back 3 s after they arrived.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&pool, "SELECT count(*) FROM outhook.attempt").await < requests as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the delivery log never reached {requests} attempts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.try_wait().unwrap().is_none(), "the worker kept running");
+    signal(&w, "-TERM");
+    assert!(w.wait().unwrap().success());
+    let logged: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT o.payload->>'n', count(a.id), count(a.id) FILTER (WHERE a.superseded)
+         FROM outhook.outbox o JOIN outhook.delivery d ON d.message_id = o.id
+         LEFT JOIN outhook.attempt a ON a.delivery_id = d.id
+         GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sent.len(), 20, "every message arrived");
+    assert_eq!(logged.len(), 20);
+    for (n, attempts, superseded) in &logged {
+        let arrived = sent.get(n).copied().unwrap_or(0) as i64;
+        assert_eq!(*attempts, arrived, "message {n}: one log row per request that arrived");
+        assert_eq!(
+            *superseded,
+            arrived - 1,
+            "message {n}: every request but the last is superseded"
+        );
+    }
+    requests
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_stops_claiming_and_finishes_what_is_in_flight() {
     let url = outhook_testkit::postgres::database_url().await.unwrap();

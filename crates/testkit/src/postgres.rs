@@ -40,6 +40,7 @@ run "$@"
 while read -r cmd; do
   case "$cmd" in
     stop) kill -INT "$pid"; wait "$pid" ;;
+    crash) kill -QUIT "$pid"; wait "$pid" ;;
     start) run "$@" ;;
   esac
 done
@@ -215,7 +216,22 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts the server again after [`Cluster::stop`].
+    /// Stops the server as a crash would (immediate shutdown: no
+    /// checkpoint, and WAL still in PostgreSQL's buffers is lost) and waits
+    /// until it is down. [`Cluster::start_again`] then runs crash recovery.
+    pub fn crash(&self) -> Result<()> {
+        self.send("crash")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if Instant::now() > deadline {
+                bail!("postgres did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after [`Cluster::stop`] or [`Cluster::crash`].
     pub fn start_again(&self) -> Result<()> {
         self.send("start")?;
         self.wait_ready(Duration::from_secs(60))
