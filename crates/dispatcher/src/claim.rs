@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::retry::reconnect_backoff;
 use tracing::Instrument;
 
-use crate::db::delivery::{ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_release_many};
+use crate::db::delivery::{
+    ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many,
+};
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};
 use crate::polling::{BusyPolling, Next};
@@ -92,7 +94,7 @@ impl Claimer {
                     }
                     match claim_conn.as_mut() {
                         Some(conn) => delivery_claim(&mut *conn, want as i64, self.lease).await,
-                        None => delivery_claim(&self.pool, want as i64, self.lease).await,
+                        None => delivery_claim_pooled(&self.pool, want as i64, self.lease).await,
                     }
                 }
             };
@@ -334,7 +336,9 @@ fn is_limited(targets: &HashMap<uuid::Uuid, Option<Arc<Target>>>, row: &ClaimedR
 /// walking the claim index in order up to the limit (30 ms a claim with
 /// 100,000 due, seen in the `burst` bench). The connection runs nothing but
 /// claims and the busy-polling statements. A server that refuses startup
-/// options (PgBouncer) leaves the claimer on the pool.
+/// options (PgBouncer) leaves the claimer on the pool, where each claim
+/// runs in a transaction that turns bitmap scans off
+/// (`delivery_claim_pooled`).
 pub(crate) fn claim_connect_options(pool: &PgPool, durable: bool) -> sqlx::postgres::PgConnectOptions {
     let options = (*pool.connect_options())
         .clone()

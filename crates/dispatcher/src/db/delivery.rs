@@ -129,6 +129,22 @@ pub(crate) async fn delivery_claim(
         .await?)
 }
 
+/// Opens the transaction a claim through the pool runs in (behind
+/// PgBouncer, where the claimer cannot have a connection of its own set up
+/// by startup options): bitmap scans off, as on the claimer's own
+/// connection (see `claim_connect_options`), so that statistics from a quiet
+/// queue cannot make each claim read and sort every due row.
+const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_bitmapscan = off";
+
+/// [`delivery_claim`] through the pool, in a transaction of its own that
+/// keeps the claim's plan (see [`CLAIM_BEGIN`]).
+pub(crate) async fn delivery_claim_pooled(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<ClaimedRow>> {
+    let mut tx = pool.begin_with(CLAIM_BEGIN).await?;
+    let rows = delivery_claim(&mut *tx, limit, lease).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// The result of one attempt, to be written back.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -1048,6 +1064,48 @@ mod tests {
             "every scan of outhook.delivery uses its primary key, not the pending rows: {scans:?}"
         );
         assert_eq!(delivery_complete_many(&pool, &batch).await.unwrap(), 300);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_claim_through_the_pool_walks_the_claim_index_while_the_statistics_describe_an_empty_queue() {
+        let pool = backlog_after_quiet_statistics(50_000).await;
+        let plan_of = |begin: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin_with(begin).await.unwrap();
+                let plan: serde_json::Value =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) {CLAIM}")))
+                        .bind(256_i64)
+                        .bind(60.0_f64)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap();
+                tx.rollback().await.unwrap();
+                let mut nodes = Vec::new();
+                plan_nodes(&plan[0]["Plan"], &mut nodes);
+                nodes
+            }
+        };
+        // What the pool's plain transaction would do: read and sort every due row.
+        let plain = plan_of("BEGIN").await;
+        assert!(
+            plain.iter().any(|(n, _, _)| n == "Sort"),
+            "the statistics mislead a plain transaction: {plain:?}"
+        );
+        let kept = plan_of(CLAIM_BEGIN).await;
+        assert!(
+            kept.iter()
+                .any(|(n, r, i)| n == "Index Scan" && r == "delivery" && i == "delivery_due"),
+            "the claim walks the claim index: {kept:?}"
+        );
+        assert!(!kept.iter().any(|(n, _, _)| n == "Sort"), "and sorts nothing: {kept:?}");
+        assert_eq!(
+            delivery_claim_pooled(&pool, 256, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .len(),
+            256
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
