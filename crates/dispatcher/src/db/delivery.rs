@@ -575,64 +575,92 @@ const REQUEUE: &str = "UPDATE outhook.delivery
 
 /// Makes deliveries due now with a fresh retry cycle: dead letters come
 /// back, delivered ones are sent again, pending ones skip their wait.
-/// Any worker still holding one loses its lease. Returns how many changed.
+/// Any worker still holding one loses its lease. On an ordered endpoint a
+/// re-queued delivery takes its turn (see [`requeue_where`]). Returns how
+/// many changed.
 pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEUE} WHERE id = ANY($1)")))
-        .bind(ids)
-        .execute(pool)
-        .await?
-        .rows_affected();
+    let n = requeue_where(pool, "WHERE id = ANY($1)", |q| q.bind(ids)).await?;
     woken(pool, n).await
 }
 
 /// Re-queues every dead letter, optionally of one endpoint.
 pub async fn delivery_requeue_dead(pool: &PgPool, endpoint: Option<Uuid>) -> Result<u64> {
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{REQUEUE} WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)"
-    )))
-    .bind(endpoint)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let n = requeue_where(
+        pool,
+        "WHERE status = 2 AND ($1::uuid IS NULL OR endpoint_id = $1)",
+        |q| q.bind(endpoint),
+    )
+    .await?;
     woken(pool, n).await
 }
 
 /// Re-queues the dead letters of `endpoint` that were enqueued at or after
 /// `since` (Svix's "recover"). Returns how many.
 pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: DateTime<Utc>) -> Result<u64> {
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{REQUEUE} WHERE status = 2 AND endpoint_id = $1
-           AND message_id IN (SELECT id FROM outhook.outbox WHERE created_at >= $2)"
-    )))
-    .bind(endpoint)
-    .bind(since)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let n = requeue_where(
+        pool,
+        "WHERE status = 2 AND endpoint_id = $1
+           AND message_id IN (SELECT id FROM outhook.outbox WHERE created_at >= $2)",
+        |q| q.bind(endpoint).bind(since),
+    )
+    .await?;
     woken(pool, n).await
 }
 
+/// Re-queues the deliveries `filter` selects, in one transaction with
+/// `outhook.fifo_requeued`: on an ordered endpoint, a re-queued delivery
+/// that is not the endpoint's pending head waits its turn instead of being
+/// attempted beside the head. Returns how many were re-queued.
+async fn requeue_where<'q>(
+    pool: &PgPool,
+    filter: &str,
+    bind: impl FnOnce(
+        sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
+) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> = bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "{REQUEUE} {filter} RETURNING id"
+    ))))
+    .fetch_all(&mut *tx)
+    .await?;
+    if !ids.is_empty() {
+        sqlx::query("SELECT outhook.fifo_requeued($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
+
 /// Sends message `message_id` to `endpoint` again: its delivery there is
-/// re-queued with a fresh cycle, or made if it had none. Returns the
-/// delivery's id.
+/// re-queued with a fresh cycle, or made if it had none (on an ordered
+/// endpoint, either way it takes its turn). Returns the delivery's id.
 pub async fn delivery_replay(pool: &PgPool, message_id: i64, endpoint: Uuid) -> Result<i64> {
+    let mut tx = pool.begin().await?;
     let existing: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "{REQUEUE} WHERE message_id = $1 AND endpoint_id = $2 RETURNING id"
     )))
     .bind(message_id)
     .bind(endpoint)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    if let Some(id) = existing {
-        wake_workers(pool).await?;
-        return Ok(id);
-    }
-    let id: i64 =
-        sqlx::query_scalar("INSERT INTO outhook.delivery (message_id, endpoint_id) VALUES ($1, $2) RETURNING id")
-            .bind(message_id)
-            .bind(endpoint)
-            .fetch_one(pool)
-            .await?;
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar("INSERT INTO outhook.delivery (message_id, endpoint_id) VALUES ($1, $2) RETURNING id")
+                .bind(message_id)
+                .bind(endpoint)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    sqlx::query("SELECT outhook.fifo_requeued($1)")
+        .bind([id])
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     wake_workers(pool).await?;
     Ok(id)
 }
@@ -1064,6 +1092,87 @@ mod tests {
             "every scan of outhook.delivery uses its primary key, not the pending rows: {scans:?}"
         );
         assert_eq!(delivery_complete_many(&pool, &batch).await.unwrap(), 300);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retry_or_replay_on_an_ordered_endpoint_takes_its_turn() {
+        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let endpoint: Uuid = sqlx::query_scalar(
+            "INSERT INTO outhook.endpoint (owner, url, scheme, fifo) VALUES ('o', 'http://127.0.0.1:9/', 'trr', true)
+             RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
+                .bind(endpoint)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let (d1, d2, d3) = (ids[0], ids[1], ids[2]);
+        let claim = || async { delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap() };
+        let finish = |row: ClaimedRow, status: DeliveryStatus| {
+            let pool = pool.clone();
+            async move {
+                let mut c = completion(&row);
+                c.status = status;
+                c.fifo = true;
+                assert_eq!(
+                    delivery_complete_many(&pool, &CompletionBatch::new(vec![c]))
+                        .await
+                        .unwrap(),
+                    1
+                );
+            }
+        };
+        // The first dies; the second becomes the head.
+        let mut rows = claim().await;
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d1]);
+        finish(rows.remove(0), DeliveryStatus::Dead).await;
+        // An operator retries the dead letter while the second is the head
+        // (and in flight): it waits instead of going out beside it.
+        let head = claim().await;
+        assert_eq!(head.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d2]);
+        assert_eq!(delivery_requeue(&pool, &[d1]).await.unwrap(), 1);
+        assert!(claim().await.is_empty(), "nothing goes out beside the head");
+        // When the head ends, the retried one, older than the third, goes next.
+        finish(head.into_iter().next().unwrap(), DeliveryStatus::Delivered).await;
+        let rows = claim().await;
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d1]);
+        // Re-queuing the head itself keeps it the head.
+        assert_eq!(delivery_requeue(&pool, &[d1]).await.unwrap(), 1);
+        let rows = claim().await;
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d1]);
+        finish(rows.into_iter().next().unwrap(), DeliveryStatus::Delivered).await;
+        // A replay of the first message while the third is the head waits too.
+        let third = claim().await;
+        assert_eq!(third.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d3]);
+        let message: i64 = sqlx::query_scalar("SELECT message_id FROM outhook.delivery WHERE id = $1")
+            .bind(d1)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(delivery_replay(&pool, message, endpoint).await.unwrap(), d1);
+        assert!(claim().await.is_empty(), "the replay waits for the head");
+        finish(third.into_iter().next().unwrap(), DeliveryStatus::Delivered).await;
+        let rows = claim().await;
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d1]);
+        finish(rows.into_iter().next().unwrap(), DeliveryStatus::Delivered).await;
+        // With no head pending, a retry goes at once.
+        assert_eq!(delivery_requeue(&pool, &[d2, d3]).await.unwrap(), 2);
+        let rows = claim().await;
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![d2],
+            "one at a time, oldest first"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
