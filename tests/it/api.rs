@@ -839,6 +839,7 @@ async fn the_standalone_worker_serves_metrics_when_asked() {
     let _ = worker.wait();
     assert!(text.contains("# TYPE outhook_deliveries_due gauge"), "{text}");
     assert!(text.contains("outhook_deliveries_dead 0"), "{text}");
+    assert!(text.contains("outhook_deliveries_waiting 0"), "{text}");
 }
 
 /// Concurrent POSTs share commits (the ingest batches), and each still gets

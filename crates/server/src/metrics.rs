@@ -67,6 +67,10 @@ fn describe() {
         "Pending deliveries held while their endpoint is disabled"
     );
     metrics::describe_gauge!(
+        "outhook_deliveries_waiting",
+        "Deliveries waiting their turn: behind an ordered endpoint's head, or for a free in-flight place"
+    );
+    metrics::describe_gauge!(
         "outhook_oldest_due_seconds",
         metrics::Unit::Seconds,
         "How long the oldest due delivery has been due"
@@ -96,6 +100,7 @@ pub async fn maintain(
                 metrics::gauge!("outhook_deliveries_scheduled").set(d.scheduled as f64);
                 metrics::gauge!("outhook_deliveries_dead").set(d.dead as f64);
                 metrics::gauge!("outhook_deliveries_held").set(d.held as f64);
+                metrics::gauge!("outhook_deliveries_waiting").set(d.waiting as f64);
                 metrics::gauge!("outhook_oldest_due_seconds").set(d.oldest_due_seconds);
             }
             Err(e) => {

@@ -1117,6 +1117,8 @@ mod tests {
             .await
             .unwrap();
         let (d1, d2, d3) = (ids[0], ids[1], ids[2]);
+        let depth = delivery_queue_depth(&pool).await.unwrap();
+        assert_eq!((depth.due, depth.waiting), (1, 2), "the head is due, the others wait");
         let claim = || async { delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap() };
         let finish = |row: ClaimedRow, status: DeliveryStatus| {
             let pool = pool.clone();
@@ -1501,17 +1503,23 @@ pub struct QueueDepth {
     pub held: i64,
     /// Dead letters.
     pub dead: i64,
+    /// Deliveries waiting their turn: behind an ordered endpoint's head
+    /// (status 3), or for a free in-flight place (status 4).
+    pub waiting: i64,
     /// How long the oldest due delivery has been due, in seconds.
     pub oldest_due_seconds: f64,
 }
 
-/// Counts the queue, from the partial indexes (pending and dead rows only).
+/// Counts the queue, from the partial indexes (pending, waiting and dead
+/// rows only).
 pub async fn delivery_queue_depth(pool: &PgPool) -> Result<QueueDepth> {
     Ok(sqlx::query_as(
         "SELECT count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
                 count(*) FILTER (WHERE next_attempt_at > now() AND next_attempt_at <> 'infinity') AS scheduled,
                 count(*) FILTER (WHERE next_attempt_at = 'infinity') AS held,
                 (SELECT count(*) FROM outhook.delivery WHERE status = 2) AS dead,
+                (SELECT count(*) FROM outhook.delivery WHERE status = 3)
+                  + (SELECT count(*) FROM outhook.delivery WHERE status = 4) AS waiting,
                 coalesce(greatest(extract(epoch FROM now() - min(next_attempt_at)), 0), 0)::float8 AS oldest_due_seconds
          FROM outhook.delivery WHERE status = 0",
     )
