@@ -104,12 +104,22 @@ async fn secrets_are_sealed_at_rest_and_a_wrong_key_is_refused() {
         .unwrap()
         .to_owned();
     ok(outhook(&url, &[], &["signing-key", "new", "--name", "k1"]));
+    // The portal's signing key, made by the first link.
+    ok(outhook(&url, &[], &["portal-link", "--owner", "acme"]));
+    let portal_key = || async {
+        sqlx::query_scalar::<_, String>("SELECT secret FROM outhook.server_key WHERE name = 'portal'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let plain_portal_key = portal_key().await;
     let before = dump(&url);
     assert!(
         before.contains(&secret) && before.contains("BEGIN PRIVATE KEY"),
         "plain before"
     );
-    assert_eq!(status(&url, &[])["plain"], 2);
+    assert!(before.contains(&plain_portal_key), "plain before");
+    assert_eq!(status(&url, &[])["plain"], 3);
 
     let verifier = Arc::new(Verifier::new(Scheme::by_name("trr").unwrap(), &[Secret::new(secret.clone())]).unwrap());
     receiver.judge_with(Arc::new(
@@ -138,11 +148,16 @@ async fn secrets_are_sealed_at_rest_and_a_wrong_key_is_refused() {
     let k1 = ok(outhook(&url, &[], &["secrets", "new-main-key"])).trim().to_owned();
     let with_k1 = [("OUTHOOK_MAIN_KEY", k1.as_str())];
     let sealed = ok(outhook(&url, &with_k1, &["secrets", "rotate-main-key"]));
-    assert!(sealed.starts_with("2 secrets sealed"), "{sealed}");
+    assert!(sealed.starts_with("3 secrets sealed"), "{sealed}");
     let after = dump(&url);
     assert!(!after.contains(&secret), "the endpoint secret is in the dump");
     assert!(!after.contains("PRIVATE KEY"), "the private key is in the dump");
-    assert_eq!(after.matches("ohenc:v1:").count(), 2);
+    assert!(!after.contains(&plain_portal_key), "the portal key is in the dump");
+    assert_eq!(after.matches("ohenc:v1:").count(), 3);
+    // The sealed portal key still signs links (the unit tests check that
+    // it is the same key).
+    ok(outhook(&url, &with_k1, &["portal-link", "--owner", "acme"]));
+    assert!(portal_key().await.starts_with("ohenc:v1:"));
     let st = status(&url, &with_k1);
     assert_eq!(st["plain"], 0);
     let k1_id = st["main_key"].as_str().unwrap().to_owned();
@@ -177,7 +192,7 @@ async fn secrets_are_sealed_at_rest_and_a_wrong_key_is_refused() {
         &rotating,
         &["secrets", "rotate-main-key", "--batch", "1"],
     ));
-    assert!(rotated.starts_with("2 secrets sealed"), "{rotated}");
+    assert!(rotated.starts_with("3 secrets sealed"), "{rotated}");
     let with_k2 = [("OUTHOOK_MAIN_KEY", k2.as_str())];
     let st = status(&url, &with_k2);
     assert_ne!(st["main_key"], k1_id.as_str());

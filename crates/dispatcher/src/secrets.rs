@@ -1,5 +1,6 @@
-//! Secrets at rest: endpoint secrets and RSA private keys are sealed with
-//! AES-256-GCM (aws-lc-rs) under a main key before they reach PostgreSQL.
+//! Secrets at rest: endpoint secrets, RSA private keys and the server's own
+//! keys (the portal's signing key) are sealed with AES-256-GCM (aws-lc-rs)
+//! under a main key before they reach PostgreSQL.
 //!
 //! A sealed value reads `ohenc:v1:<key id>:<base64 of nonce, ciphertext and
 //! tag>`; the key id is the first 8 hex digits of the main key's SHA-256, so
@@ -33,6 +34,8 @@ pub enum Kind {
     EndpointSecret,
     /// `outhook.signing_key.private_key_pem`.
     PrivateKey,
+    /// `outhook.server_key.secret` (the portal's signing key).
+    ServerKey,
 }
 
 impl Kind {
@@ -40,6 +43,7 @@ impl Kind {
         match self {
             Self::EndpointSecret => b"outhook.endpoint_secret.secret",
             Self::PrivateKey => b"outhook.signing_key.private_key_pem",
+            Self::ServerKey => b"outhook.server_key.secret",
         }
     }
 }
@@ -241,7 +245,8 @@ pub async fn check(pool: &PgPool, keyring: &Keyring) -> Result<Inventory> {
     let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
         "SELECT CASE WHEN v LIKE 'ohenc:v1:%' THEN split_part(v, ':', 3) END AS key, count(*)
          FROM (SELECT secret AS v FROM outhook.endpoint_secret
-               UNION ALL SELECT private_key_pem FROM outhook.signing_key) s
+               UNION ALL SELECT private_key_pem FROM outhook.signing_key
+               UNION ALL SELECT secret FROM outhook.server_key) s
          GROUP BY 1 ORDER BY 1",
     )
     .fetch_all(pool)
@@ -289,12 +294,13 @@ pub async fn reseal_all(pool: &PgPool, keyring: &Keyring, batch: i64) -> Result<
     for (table, column, key_column, kind) in [
         ("endpoint_secret", "secret", "id::text", Kind::EndpointSecret),
         ("signing_key", "private_key_pem", "id::text", Kind::PrivateKey),
+        ("server_key", "secret", "name", Kind::ServerKey),
     ] {
         loop {
             let mut tx = pool.begin().await?;
             let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {key_column}, {column} FROM outhook.{table} WHERE {column} NOT LIKE $1
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                 ORDER BY {key_column} LIMIT $2 FOR UPDATE SKIP LOCKED"
             )))
             .bind(&current_prefix)
             .bind(batch)
