@@ -206,14 +206,7 @@ impl Cluster {
     /// Stops the server (fast shutdown) and waits until it is down.
     pub fn stop(&self) -> Result<()> {
         self.send("stop")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            if Instant::now() > deadline {
-                bail!("postgres did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.wait_down()
     }
 
     /// Stops the server as a crash would (immediate shutdown: no
@@ -221,6 +214,11 @@ impl Cluster {
     /// until it is down. [`Cluster::start_again`] then runs crash recovery.
     pub fn crash(&self) -> Result<()> {
         self.send("crash")?;
+        self.wait_down()
+    }
+
+    /// Blocks until the server refuses TCP connections.
+    fn wait_down(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             if Instant::now() > deadline {
