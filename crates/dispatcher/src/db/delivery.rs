@@ -576,7 +576,7 @@ const REQUEUE: &str = "UPDATE outhook.delivery
 /// Makes deliveries due now with a fresh retry cycle: dead letters come
 /// back, delivered ones are sent again, pending ones skip their wait.
 /// Any worker still holding one loses its lease. On an ordered endpoint a
-/// re-queued delivery takes its turn (see [`requeue_where`]). Returns how
+/// re-queued delivery takes its turn (`outhook.fifo_requeued`). Returns how
 /// many changed.
 pub async fn delivery_requeue(pool: &PgPool, ids: &[i64]) -> Result<u64> {
     let n = requeue_where(pool, "WHERE id = ANY($1)", |q| q.bind(ids)).await?;
