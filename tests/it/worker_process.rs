@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use outhook_dispatcher::Event;
+use outhook_testkit::postgres::Cluster;
 use outhook_testkit::receiver::{Receiver, Reply};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -102,6 +103,34 @@ async fn wait_all_delivered(pool: &PgPool, total: i64, timeout: Duration) {
     }
 }
 
+/// How [`down_and_up`] takes the server down.
+enum Down {
+    /// A fast shutdown.
+    Stop,
+    /// An immediate shutdown, as a crash.
+    Crash,
+}
+
+/// Takes the cluster's server down, waits `pause`, and starts it again;
+/// returns the cluster, which must outlive its use.
+async fn down_and_up(cluster: Cluster, down: Down, pause: Duration) -> Cluster {
+    let cluster = tokio::task::spawn_blocking(move || {
+        match down {
+            Down::Stop => cluster.stop(),
+            Down::Crash => cluster.crash(),
+        }
+        .map(|()| cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::sleep(pause).await;
+    tokio::task::spawn_blocking(move || cluster.start_again().map(|()| cluster))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// webhook ids the receiver saw, with how often each arrived.
 fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -171,10 +200,7 @@ async fn two_workers_deliver_ten_thousand_events_with_no_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_survives_a_postgresql_restart_and_delivers_everything() {
-    let cluster = tokio::task::spawn_blocking(outhook_testkit::postgres::Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
     let url = cluster.create_database().await.unwrap();
     let receiver = Receiver::start().await.unwrap();
     let pool = setup(&url, &receiver).await;
@@ -182,15 +208,7 @@ async fn a_worker_survives_a_postgresql_restart_and_delivers_everything() {
     let mut w = worker(&url, &[]);
     wait_all_delivered(&pool, 300, Duration::from_secs(30)).await;
     pool.close().await;
-    let c = std::sync::Arc::new(cluster);
-    let c2 = c.clone();
-    tokio::task::spawn_blocking(move || c2.stop()).await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let c3 = c.clone();
-    tokio::task::spawn_blocking(move || c3.start_again())
-        .await
-        .unwrap()
-        .unwrap();
+    let _cluster = down_and_up(cluster, Down::Stop, Duration::from_secs(2)).await;
     let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
     enqueue(&pool, 300, 300).await;
     wait_all_delivered(&pool, 600, Duration::from_secs(60)).await;
@@ -225,7 +243,7 @@ async fn crash_while_attempts_are_in_flight() -> usize {
     // at once; the claims' asynchronous commits wait for the WAL writer,
     // which sleeps 10 s here. No autovacuum commits in between.
     let cluster = tokio::task::spawn_blocking(|| {
-        outhook_testkit::postgres::Cluster::start_with(&[
+        Cluster::start_with(&[
             "fsync=off",
             "full_page_writes=off",
             "wal_writer_delay=10s",
@@ -246,15 +264,10 @@ async fn crash_while_attempts_are_in_flight() -> usize {
     enqueue(&pool, 20, 0).await;
     receiver.wait_for(20, Duration::from_secs(10)).await.unwrap();
     pool.close().await;
-    let c = std::sync::Arc::new(cluster);
-    let c2 = c.clone();
-    tokio::task::spawn_blocking(move || c2.crash()).await.unwrap().unwrap();
+    // Held requests keep the answer chosen when they arrived; the re-sent
+    // ones get this one.
     receiver.set_default(Reply::Status(200));
-    let c3 = c.clone();
-    tokio::task::spawn_blocking(move || c3.start_again())
-        .await
-        .unwrap()
-        .unwrap();
+    let _cluster = down_and_up(cluster, Down::Crash, Duration::ZERO).await;
     let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
     wait_all_delivered(&pool, 20, Duration::from_secs(60)).await;
     let sent = arrivals(&receiver);

@@ -607,6 +607,9 @@ pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: D
     woken(pool, n).await
 }
 
+/// A statement that returns delivery ids, before its parameters are bound.
+type IdsQuery<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
+
 /// Re-queues the deliveries `filter` selects, in one transaction with
 /// `outhook.fifo_requeued`: on an ordered endpoint, a re-queued delivery
 /// that is not the endpoint's pending head waits its turn instead of being
@@ -614,9 +617,7 @@ pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: D
 async fn requeue_where<'q>(
     pool: &PgPool,
     filter: &str,
-    bind: impl FnOnce(
-        sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
+    bind: impl FnOnce(IdsQuery<'q>) -> IdsQuery<'q>,
 ) -> Result<u64> {
     let mut tx = pool.begin().await?;
     let ids: Vec<i64> = bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
