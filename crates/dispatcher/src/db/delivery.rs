@@ -370,6 +370,17 @@ fn bind_completion<'q, O>(
 /// answered `410 Gone` are disabled. Returns how many were written.
 pub(crate) async fn delivery_complete_many(pool: &PgPool, b: &CompletionBatch) -> Result<u64> {
     let mut tx = pool.begin_with(COMPLETE_BEGIN).await?;
+    if !b.fifo_ended.is_empty() {
+        // The ordered endpoints' locks before their rows' (see FIFO_LOCK):
+        // the promotion below needs them, and taking them after the update
+        // would deadlock with a re-queue of the head being completed.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT count({FIFO_LOCK}) FROM (SELECT f FROM unnest($1::uuid[]) f ORDER BY f) s"
+        )))
+        .bind(&b.fifo_ended[..])
+        .execute(&mut *tx)
+        .await?;
+    }
     let written: i64 = bind_completion(sqlx::query_scalar(COMPLETE), b)
         .fetch_one(&mut *tx)
         .await?;
@@ -567,6 +578,14 @@ pub(crate) async fn delivery_held_sweep(pool: &PgPool, max_age: Duration) -> Res
     ))
 }
 
+/// Takes the lock of ordered endpoint `s.f` for the transaction, as the
+/// outbox trigger, `fifo_promote` and `fifo_requeued` do. Every path takes
+/// it before it locks any of the endpoint's delivery rows, as
+/// `fifo_promote` does (it updates the waiting row it promotes while
+/// holding it). A re-queue or a completion that locked a row first and then
+/// asked for it could deadlock with a promotion or a re-queue of that row.
+const FIFO_LOCK: &str = "pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || s.f::text, 0))";
+
 /// What a re-queue sets: due now, a fresh retry cycle, and a new lease so a
 /// worker still holding the row cannot write over it.
 const REQUEUE: &str = "UPDATE outhook.delivery
@@ -607,19 +626,29 @@ pub async fn delivery_requeue_dead_since(pool: &PgPool, endpoint: Uuid, since: D
     woken(pool, n).await
 }
 
-/// A statement that returns delivery ids, before its parameters are bound.
+/// A statement returning one `bigint` per row (delivery ids, or a count),
+/// before its parameters are bound.
 type IdsQuery<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
 
 /// Re-queues the deliveries `filter` selects, in one transaction with
 /// `outhook.fifo_requeued`: on an ordered endpoint, a re-queued delivery
 /// that is not the endpoint's pending head waits its turn instead of being
 /// attempted beside the head. Returns how many were re-queued.
-async fn requeue_where<'q>(
-    pool: &PgPool,
-    filter: &str,
-    bind: impl FnOnce(IdsQuery<'q>) -> IdsQuery<'q>,
-) -> Result<u64> {
+async fn requeue_where<'q>(pool: &PgPool, filter: &str, bind: impl Fn(IdsQuery<'q>) -> IdsQuery<'q>) -> Result<u64> {
     let mut tx = pool.begin().await?;
+    // The ordered endpoints' locks before any row's (see FIFO_LOCK). A
+    // delivery's endpoint never changes, so these are the endpoints of the
+    // rows updated below. The one exception, a dead letter that a filter on
+    // status starts to match in between, is safe: promotions take waiting
+    // rows only.
+    bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count({FIFO_LOCK}) FROM (
+             SELECT e.id AS f FROM outhook.endpoint e
+             WHERE e.fifo AND e.id IN (SELECT endpoint_id FROM outhook.delivery {filter})
+             ORDER BY e.id) s"
+    ))))
+    .fetch_one(&mut *tx)
+    .await?;
     let ids: Vec<i64> = bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "{REQUEUE} {filter} RETURNING id"
     ))))
@@ -640,6 +669,12 @@ async fn requeue_where<'q>(
 /// endpoint, either way it takes its turn). Returns the delivery's id.
 pub async fn delivery_replay(pool: &PgPool, message_id: i64, endpoint: Uuid) -> Result<i64> {
     let mut tx = pool.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FIFO_LOCK} FROM (SELECT id AS f FROM outhook.endpoint WHERE id = $1 AND fifo) s"
+    )))
+    .bind(endpoint)
+    .execute(&mut *tx)
+    .await?;
     let existing: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "{REQUEUE} WHERE message_id = $1 AND endpoint_id = $2 RETURNING id"
     )))
@@ -1175,6 +1210,173 @@ mod tests {
             rows.iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![d2],
             "one at a time, oldest first"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retry_of_a_waiting_delivery_and_its_promotion_at_the_same_moment_do_not_deadlock() {
+        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let endpoint: Uuid = sqlx::query_scalar(
+            "INSERT INTO outhook.endpoint (owner, url, scheme, fifo) VALUES ('o', 'http://127.0.0.1:9/', 'trr', true)
+             RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
+                .bind(endpoint)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let (d1, d2, d3) = (ids[0], ids[1], ids[2]);
+        // A completion ends the head: it holds the endpoint's lock (as the
+        // outbox trigger and fifo_promote take it) and has written d1.
+        let mut completion = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || $1::text, 0))")
+            .bind(endpoint)
+            .execute(&mut *completion)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE outhook.delivery SET status = 1, finished_at = now() WHERE id = $1")
+            .bind(d1)
+            .execute(&mut *completion)
+            .await
+            .unwrap();
+        // Meanwhile an operator retries d2, which waits behind d1.
+        let retry = tokio::spawn({
+            let pool = pool.clone();
+            async move { delivery_requeue(&pool, &[d2]).await }
+        });
+        // Once the retry waits for the endpoint's lock ...
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(!retry.is_finished(), "the retry waits for the endpoint's lock");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the retry never waited for the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // ... the completion promotes the next in line, d2. Had the retry
+        // locked d2's row before asking for the endpoint's lock, this would
+        // wait for it while it waits for this: a deadlock, one of them
+        // aborted.
+        let promoted: i32 = sqlx::query_scalar("SELECT outhook.fifo_promote($1)")
+            .bind([endpoint])
+            .fetch_one(&mut *completion)
+            .await
+            .unwrap();
+        assert_eq!(promoted, 1);
+        completion.commit().await.unwrap();
+        assert_eq!(retry.await.unwrap().unwrap(), 1, "the retry succeeds too");
+        let statuses: Vec<(i64, i16)> = sqlx::query_as("SELECT id, status FROM outhook.delivery ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses,
+            vec![(d1, 1), (d2, 0), (d3, 3)],
+            "d2 is the head, d3 still waits"
+        );
+        let rows = delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![d2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retry_of_the_head_while_its_completion_is_written_does_not_deadlock() {
+        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let endpoint: Uuid = sqlx::query_scalar(
+            "INSERT INTO outhook.endpoint (owner, url, scheme, fifo) VALUES ('o', 'http://127.0.0.1:9/', 'trr', true)
+             RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
+                .bind(endpoint)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let mut head = delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(head.len(), 1);
+        let head = head.remove(0);
+        // A re-queue of the head holds the endpoint's lock (it takes it
+        // first) ...
+        let mut retry = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || $1::text, 0))")
+            .bind(endpoint)
+            .execute(&mut *retry)
+            .await
+            .unwrap();
+        // ... when the head's result arrives: delivered, so the completion
+        // promotes the next one.
+        let mut c = completion(&head);
+        c.status = DeliveryStatus::Delivered;
+        c.fifo = true;
+        let complete = tokio::spawn({
+            let pool = pool.clone();
+            async move { delivery_complete_many(&pool, &CompletionBatch::new(vec![c])).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(!complete.is_finished(), "the completion waits for the endpoint's lock");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the completion never waited for the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The re-queue updates the head. Had the completion locked the
+        // head's row before asking for the endpoint's lock, this would wait
+        // for it while it waits for this.
+        sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEUE} WHERE id = $1")))
+            .bind(head.id)
+            .execute(&mut *retry)
+            .await
+            .unwrap();
+        retry.commit().await.unwrap();
+        assert_eq!(
+            complete.await.unwrap().unwrap(),
+            0,
+            "the result arrived after the re-queue took the lease: logged as superseded, nothing changed"
+        );
+        let superseded: bool = sqlx::query_scalar("SELECT superseded FROM outhook.attempt WHERE delivery_id = $1")
+            .bind(head.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(superseded);
+        let rows = delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![head.id],
+            "the re-queued head goes again, alone"
         );
     }
 
