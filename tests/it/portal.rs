@@ -277,6 +277,86 @@ async fn portal_links_and_sessions_are_refused_when_they_should_be() {
     assert_eq!(open(operator).await, StatusCode::SEE_OTHER, "a revoked token's session");
 }
 
+/// A request whose claim a PostgreSQL crash forgot is logged as superseded,
+/// with the same attempt number as the request that went again: the
+/// delivery's page lists both, in the order they went out, and each link
+/// opens its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_attempt_and_its_resend_each_open_their_own_detail() {
+    let server = Server::start(&[]).await;
+    let receiver = Receiver::start().await.unwrap();
+    receiver.set_default(Reply::Body(200, "the-resend-was-received".into()));
+    endpoint(&server, "acme", &receiver.url("/acme/hooks")).await;
+    send(&server, "acme", "item.sold").await;
+    let delivered = until(&server, "/v1/deliveries?status=delivered", |b| {
+        b["data"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    let id = delivered["data"][0]["id"].as_i64().unwrap();
+    // The first request, as the completion logs it when its claim was lost:
+    // same number, earlier, superseded.
+    sqlx::query(
+        "INSERT INTO outhook.attempt (delivery_id, attempt, started_at, duration_ms, url, request_headers,
+                                      status_code, response_body, outcome, superseded)
+         SELECT delivery_id, attempt, started_at - interval '1 second', duration_ms, url, request_headers,
+                200, 'the-first-request-was-received', outcome, true
+         FROM outhook.attempt WHERE delivery_id = $1",
+    )
+    .bind(id)
+    .execute(&server.pool)
+    .await
+    .unwrap();
+
+    let http = no_redirects();
+    let r = http.get(link(&server, "acme").await).send().await.unwrap();
+    let cookie = session_cookie(&r).unwrap();
+    let get = |path: String| {
+        let http = http.clone();
+        let cookie = cookie.clone();
+        let base = server.base.clone();
+        async move {
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let page = get(format!("/portal/deliveries/{id}")).await;
+    let detail = |page: &str| {
+        page.split("<section class=\"card attempt\"")
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        detail(&page).contains("the-resend-was-received"),
+        "the latest request is shown by default"
+    );
+    let links: Vec<String> = page
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .filter(|h| h.contains("attempt_id="))
+        .map(|h| h.replace("&amp;", "&"))
+        .collect();
+    assert_eq!(links.len(), 2, "both requests are listed: {links:?}");
+    assert_ne!(links[0], links[1]);
+    // Newest first: the resend, then the superseded first request.
+    let resend = get(links[0].clone()).await;
+    assert!(detail(&resend).contains("the-resend-was-received"));
+    let first = get(links[1].clone()).await;
+    assert!(
+        detail(&first).contains("the-first-request-was-received"),
+        "{}",
+        detail(&first)
+    );
+    assert!(page.contains("superseded"));
+}
+
 /// With allowed parent origins, the CSP names them and, behind TLS, the
 /// cookie is the kind a cross-site iframe can keep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,7 +149,7 @@ try {
   const attemptsBefore = await attemptLinks.count();
   check(attemptsBefore >= 1, 'no attempts listed');
   await attemptLinks.last().click(); // the oldest, the first attempt
-  await page.waitForURL(/attempt=1/);
+  await page.waitForURL(/attempt_id=[0-9]+/);
   const detail = page.locator('section.attempt');
   const detailText = await detail.textContent();
   check(detailText.includes('Attempt 1'), 'attempt title');

@@ -138,12 +138,14 @@ impl Columns {
     }
 }
 
-/// The attempt log of one delivery, oldest first.
+/// The attempt log of one delivery, oldest first (by number, then by when
+/// the request went out: a superseded request and the one sent again after
+/// it share a number).
 pub async fn attempt_list(pool: &PgPool, delivery_id: i64) -> Result<Vec<Attempt>> {
     Ok(sqlx::query_as(
         "SELECT id, delivery_id, attempt, started_at, duration_ms, url, request_headers, body_sha256, status_code,
                 response_headers, response_body, response_truncated, outcome, error, next_attempt_at, superseded
-         FROM outhook.attempt WHERE delivery_id = $1 ORDER BY attempt, id",
+         FROM outhook.attempt WHERE delivery_id = $1 ORDER BY attempt, started_at, id",
     )
     .bind(delivery_id)
     .fetch_all(pool)

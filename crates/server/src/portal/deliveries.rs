@@ -190,7 +190,11 @@ fn last(d: &Delivery) -> Markup {
 /// A delivery page's query.
 #[derive(Debug, Default, Deserialize)]
 pub struct ShowQuery {
-    /// The attempt to show (its number); the latest by default.
+    /// The attempt to show, by its id; the latest by default. (Two attempts
+    /// can share a number: a request whose claim a PostgreSQL crash forgot
+    /// is logged as superseded, beside the one that went again.)
+    attempt_id: Option<i64>,
+    /// Or by its number (the latest with that number).
     attempt: Option<i32>,
     notice: Option<String>,
 }
@@ -208,8 +212,9 @@ pub async fn show(
     let (message, _) = admin::message::get(pool, &ctx.scope, d.message_id).await?;
     let endpoint = admin::endpoint::get(pool, &ctx.scope, d.endpoint_id).await.ok();
     let selected = q
-        .attempt
-        .and_then(|n| attempts.iter().find(|a| a.attempt == n))
+        .attempt_id
+        .and_then(|id| attempts.iter().find(|a| a.id == id))
+        .or_else(|| q.attempt.and_then(|n| attempts.iter().rfind(|a| a.attempt == n)))
         .or_else(|| attempts.last());
     let payload = serde_json::from_str::<serde_json::Value>(&message.payload)
         .ok()
@@ -273,7 +278,7 @@ pub async fn show(
                         @for a in attempts.iter().rev() {
                             @let current = selected.is_some_and(|s| s.id == a.id);
                             li {
-                                a href={(base) "?attempt=" (a.attempt)} aria-current=[current.then_some("true")] {
+                                a href={(base) "?attempt_id=" (a.id)} aria-current=[current.then_some("true")] {
                                     span { "Attempt " (a.attempt) }
                                     " " (outcome_badge(&a.outcome))
                                     @if a.superseded { " " span.small.muted { "superseded" } }
