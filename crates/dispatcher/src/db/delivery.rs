@@ -1130,8 +1130,9 @@ mod tests {
         assert_eq!(delivery_complete_many(&pool, &batch).await.unwrap(), 300);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_retry_or_replay_on_an_ordered_endpoint_takes_its_turn() {
+    /// A fresh database with one ordered endpoint and `n` messages to it;
+    /// returns its deliveries' ids, oldest first (the first is the head).
+    async fn ordered_endpoint_with(n: usize) -> (PgPool, Uuid, Vec<i64>) {
         let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
         crate::migrate(&pool).await.unwrap();
         let endpoint: Uuid = sqlx::query_scalar(
@@ -1141,17 +1142,23 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        for _ in 0..3 {
+        for _ in 0..n {
             sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
                 .bind(endpoint)
                 .execute(&pool)
                 .await
                 .unwrap();
         }
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
+        let ids = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
             .fetch_all(&pool)
             .await
             .unwrap();
+        (pool, endpoint, ids)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retry_or_replay_on_an_ordered_endpoint_takes_its_turn() {
+        let (pool, endpoint, ids) = ordered_endpoint_with(3).await;
         let (d1, d2, d3) = (ids[0], ids[1], ids[2]);
         let depth = delivery_queue_depth(&pool).await.unwrap();
         assert_eq!((depth.due, depth.waiting), (1, 2), "the head is due, the others wait");
@@ -1213,28 +1220,28 @@ mod tests {
         );
     }
 
+    /// Returns once some transaction waits for an advisory lock; fails if
+    /// `task` ends first or none waits within 10 s.
+    async fn until_it_waits_for_an_advisory_lock<T>(pool: &PgPool, task: &tokio::task::JoinHandle<T>, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            assert!(!task.is_finished(), "{what} waits for the endpoint's lock");
+            assert!(std::time::Instant::now() < deadline, "{what} never waited for the lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_retry_of_a_waiting_delivery_and_its_promotion_at_the_same_moment_do_not_deadlock() {
-        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
-        crate::migrate(&pool).await.unwrap();
-        let endpoint: Uuid = sqlx::query_scalar(
-            "INSERT INTO outhook.endpoint (owner, url, scheme, fifo) VALUES ('o', 'http://127.0.0.1:9/', 'trr', true)
-             RETURNING id",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        for _ in 0..3 {
-            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
-                .bind(endpoint)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outhook.delivery ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let (pool, endpoint, ids) = ordered_endpoint_with(3).await;
         let (d1, d2, d3) = (ids[0], ids[1], ids[2]);
         // A completion ends the head: it holds the endpoint's lock (as the
         // outbox trigger and fifo_promote take it) and has written d1.
@@ -1255,23 +1262,7 @@ mod tests {
             async move { delivery_requeue(&pool, &[d2]).await }
         });
         // Once the retry waits for the endpoint's lock ...
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(!retry.is_finished(), "the retry waits for the endpoint's lock");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the retry never waited for the lock"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_it_waits_for_an_advisory_lock(&pool, &retry, "the retry").await;
         // ... the completion promotes the next in line, d2. Had the retry
         // locked d2's row before asking for the endpoint's lock, this would
         // wait for it while it waits for this: a deadlock, one of them
@@ -1299,22 +1290,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_retry_of_the_head_while_its_completion_is_written_does_not_deadlock() {
-        let (_, pool) = outhook_testkit::postgres::database().await.unwrap();
-        crate::migrate(&pool).await.unwrap();
-        let endpoint: Uuid = sqlx::query_scalar(
-            "INSERT INTO outhook.endpoint (owner, url, scheme, fifo) VALUES ('o', 'http://127.0.0.1:9/', 'trr', true)
-             RETURNING id",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        for _ in 0..2 {
-            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', '{}', $1)")
-                .bind(endpoint)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
+        let (pool, endpoint, _) = ordered_endpoint_with(2).await;
         let mut head = delivery_claim(&pool, 10, Duration::from_secs(60)).await.unwrap();
         assert_eq!(head.len(), 1);
         let head = head.remove(0);
@@ -1335,23 +1311,7 @@ mod tests {
             let pool = pool.clone();
             async move { delivery_complete_many(&pool, &CompletionBatch::new(vec![c])).await }
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(!complete.is_finished(), "the completion waits for the endpoint's lock");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the completion never waited for the lock"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_it_waits_for_an_advisory_lock(&pool, &complete, "the completion").await;
         // The re-queue updates the head. Had the completion locked the
         // head's row before asking for the endpoint's lock, this would wait
         // for it while it waits for this.
