@@ -1220,16 +1220,19 @@ mod tests {
         );
     }
 
-    /// Returns once some transaction waits for an advisory lock; fails if
-    /// `task` ends first or none waits within 10 s.
+    /// Returns once some transaction in this database (the test cluster is
+    /// shared) waits for an advisory lock; fails if `task` ends first or
+    /// none waits within 10 s.
     async fn until_it_waits_for_an_advisory_lock<T>(pool: &PgPool, task: &tokio::task::JoinHandle<T>, what: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let waiting: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                    .fetch_one(pool)
-                    .await
-                    .unwrap();
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
             if waiting > 0 {
                 return;
             }
