@@ -1249,11 +1249,13 @@ mod tests {
         // A completion ends the head: it holds the endpoint's lock (as the
         // outbox trigger and fifo_promote take it) and has written d1.
         let mut completion = pool.begin().await.unwrap();
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || $1::text, 0))")
-            .bind(endpoint)
-            .execute(&mut *completion)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FIFO_LOCK} FROM (SELECT $1::uuid AS f) s"
+        )))
+        .bind(endpoint)
+        .execute(&mut *completion)
+        .await
+        .unwrap();
         sqlx::query("UPDATE outhook.delivery SET status = 1, finished_at = now() WHERE id = $1")
             .bind(d1)
             .execute(&mut *completion)
@@ -1300,11 +1302,13 @@ mod tests {
         // A re-queue of the head holds the endpoint's lock (it takes it
         // first) ...
         let mut retry = pool.begin().await.unwrap();
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || $1::text, 0))")
-            .bind(endpoint)
-            .execute(&mut *retry)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FIFO_LOCK} FROM (SELECT $1::uuid AS f) s"
+        )))
+        .bind(endpoint)
+        .execute(&mut *retry)
+        .await
+        .unwrap();
         // ... when the head's result arrives: delivered, so the completion
         // promotes the next one.
         let mut c = completion(&head);

@@ -29,13 +29,19 @@ pub enum Enqueued {
     Duplicate,
 }
 
-/// Picks the insert with `ON CONFLICT (event_id) DO NOTHING` when some
-/// event carries an idempotency key, else the same insert without it.
-/// Events without a key cannot conflict (NULLs never do), and a plain
-/// insert skips the speculative insertion an `ON CONFLICT` makes: one WAL
-/// record fewer per row and less work in the producer's transaction.
-fn keyed(any_key: bool, [with_conflict, plain]: [&'static str; 2]) -> &'static str {
-    if any_key { with_conflict } else { plain }
+/// The insert `$head $tail`, with `ON CONFLICT (event_id) DO NOTHING`
+/// between them when some event carries an idempotency key. Events without
+/// a key cannot conflict (NULLs never do), and a plain insert skips the
+/// speculative insertion an `ON CONFLICT` makes: one WAL record fewer per
+/// row and less work in the producer's transaction.
+macro_rules! keyed {
+    ($any_key:expr, $head:literal, $tail:literal) => {
+        if $any_key {
+            concat!($head, " ON CONFLICT (event_id) DO NOTHING ", $tail)
+        } else {
+            concat!($head, " ", $tail)
+        }
+    };
 }
 
 /// Inserts one event in the caller's transaction or connection: pass
@@ -44,17 +50,11 @@ fn keyed(any_key: bool, [with_conflict, plain]: [&'static str; 2]) -> &'static s
 /// The payload must be JSON (PostgreSQL rejects anything else here).
 /// Deliveries are created by the outbox trigger in the same statement.
 pub async fn outbox_insert<'e>(executor: impl PgExecutor<'e>, event: &Event<'_>) -> Result<Enqueued> {
-    let id: Option<i64> = sqlx::query_scalar(keyed(
+    let id: Option<i64> = sqlx::query_scalar(keyed!(
         event.event_id.is_some(),
-        [
-            "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-             VALUES ($1, $2::json, $3, $4, $5)
-             ON CONFLICT (event_id) DO NOTHING
-             RETURNING id",
-            "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-             VALUES ($1, $2::json, $3, $4, $5)
-             RETURNING id",
-        ],
+        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
+         VALUES ($1, $2::json, $3, $4, $5)",
+        "RETURNING id"
     ))
     .bind(event.event_type)
     .bind(event.payload)
@@ -74,15 +74,11 @@ pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Eve
     let owners: Vec<Option<&str>> = events.iter().map(|e| e.owner).collect();
     let endpoints: Vec<Option<Uuid>> = events.iter().map(|e| e.endpoint_id).collect();
     let ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id).collect();
-    let done = sqlx::query(keyed(
+    let done = sqlx::query(keyed!(
         ids.iter().any(Option::is_some),
-        [
-            "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-             SELECT t, p::json, o, e, i FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS u(t, p, o, e, i)
-             ON CONFLICT (event_id) DO NOTHING",
-            "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-             SELECT t, p::json, o, e, i FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS u(t, p, o, e, i)",
-        ],
+        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
+         SELECT t, p::json, o, e, i FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS u(t, p, o, e, i)",
+        ""
     ))
     .bind(types)
     .bind(payloads)
@@ -227,19 +223,12 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     let endpoints: Vec<Option<Uuid>> = messages.iter().map(|m| m.endpoint_id).collect();
     let ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
     let mut tx = pool.begin().await?;
-    let stored: Vec<(i64, Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(keyed(
+    let stored: Vec<(i64, Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(keyed!(
         ids.iter().any(Option::is_some),
-        [
-            "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id)
-             SELECT u, t, p::json, o, e, i
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS x(u, t, p, o, e, i)
-             ON CONFLICT (event_id) DO NOTHING
-             RETURNING id, uid, created_at",
-            "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id)
-             SELECT u, t, p::json, o, e, i
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS x(u, t, p, o, e, i)
-             RETURNING id, uid, created_at",
-        ],
+        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id)
+         SELECT u, t, p::json, o, e, i
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS x(u, t, p, o, e, i)",
+        "RETURNING id, uid, created_at"
     ))
     .bind(&uids)
     .bind(&types)
