@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: EndpointCommand,
     },
+    /// The event catalog: event types customers pick from, and strict mode.
+    EventType {
+        #[command(subcommand)]
+        command: commands::event_types::EventTypeCommand,
+    },
     /// Manage the provider's RSA signing keys (cometh).
     SigningKey {
         #[command(subcommand)]
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
         Command::Secrets { command } => block_on(commands::admin::secrets(db, command)),
         Command::PortalLink(args) => block_on(commands::admin::portal_link(db, args)),
         Command::Endpoint { command } => block_on(commands::admin::endpoint(db, policy, command)),
+        Command::EventType { command } => block_on(commands::event_types::event_type(db, command)),
         Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),
         Command::Send(args) => block_on(commands::admin::send(db, args)),
         Command::Deliveries { command } => block_on(commands::admin::deliveries(db, command)),

@@ -113,6 +113,10 @@ pub enum EndpointCommand {
         /// At most this many attempts in flight at once, across every worker.
         #[arg(long)]
         max_in_flight: Option<i32>,
+        /// Deliver only events whose payload matches, such as
+        /// `collection = "0xabc" and amount >= 10` (see the README).
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// List endpoints.
     List {
@@ -165,6 +169,9 @@ pub enum EndpointCommand {
         /// A new limit of attempts in flight (`0`: none).
         #[arg(long)]
         max_in_flight: Option<i32>,
+        /// A new content filter ("" removes it).
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Each endpoint's health: last success, failures in a row, state.
     Health {
@@ -228,6 +235,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             rate_limit,
             burst,
             max_in_flight,
+            filter,
         } => {
             let scheme_settings: Option<serde_json::Value> = settings
                 .as_deref()
@@ -257,6 +265,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                         burst: burst.filter(|b| *b != 0),
                         max_in_flight: max_in_flight.filter(|m| *m != 0),
                     },
+                    filter,
                 },
             )
             .await?;
@@ -292,6 +301,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             rate_limit,
             burst,
             max_in_flight,
+            filter,
         } => {
             let patch = EndpointPatch {
                 url,
@@ -314,6 +324,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                 rate_limit,
                 rate_limit_burst: burst,
                 max_in_flight,
+                filter,
                 ..EndpointPatch::default()
             };
             let e = admin::endpoint::update(&pool, &scope, &policy, id, patch).await?;

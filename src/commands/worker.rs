@@ -298,6 +298,15 @@ pub struct ServeArgs {
     /// How long a portal session lasts after signing in or opening a link.
     #[arg(long, env = "OUTHOOK_PORTAL_SESSION_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     portal_session_ttl: Duration,
+    /// The most endpoints one owner may have when it adds them itself (in
+    /// the portal, or with an owner token); admins are not limited.
+    #[arg(long, env = "OUTHOOK_MAX_ENDPOINTS_PER_OWNER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_endpoints_per_owner: u32,
+    /// The signing scheme the portal offers first to a customer adding an
+    /// endpoint (they may pick another).
+    #[arg(long, env = "OUTHOOK_PORTAL_DEFAULT_SCHEME", default_value = "standard-webhooks")]
+    portal_default_scheme: String,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -314,6 +323,13 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             anyhow::bail!("--portal-frame-ancestor {origin:?}: give an origin such as https://app.example.com");
         }
     }
+    if args.portal_default_scheme == "hmac" || outhook_signer::Scheme::by_name(&args.portal_default_scheme).is_err() {
+        anyhow::bail!(
+            "--portal-default-scheme {:?}: use one of {}",
+            args.portal_default_scheme,
+            outhook_signer::Scheme::NAMES.join(", ")
+        );
+    }
     let api_pool = db.pool(args.api_pool_size).await?;
     secrets_at_start(&api_pool, args.no_worker).await?;
     let handle = outhook_server::metrics::install()?;
@@ -326,6 +342,8 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             public_url: args.public_url.clone(),
             portal_frame_ancestors: args.portal_frame_ancestors.clone(),
             portal_session_ttl: args.portal_session_ttl,
+            max_endpoints_per_owner: args.max_endpoints_per_owner,
+            portal_default_scheme: args.portal_default_scheme.clone(),
         },
         Some(handle.clone()),
     );

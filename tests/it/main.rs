@@ -3,6 +3,7 @@
 
 mod api;
 mod api_fuzz;
+mod catalog;
 mod cli_admin;
 mod cli_signing;
 mod limits;

@@ -8,6 +8,7 @@ pub mod attempt;
 pub mod delivery;
 pub mod endpoint;
 pub mod endpoint_health;
+pub mod event_type;
 pub mod idempotency;
 pub mod outbox;
 pub mod server_key;

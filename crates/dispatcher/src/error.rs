@@ -25,6 +25,18 @@ pub enum Error {
     /// Key material could not be made or read.
     #[error("key error")]
     Key(#[from] outhook_signer::KeyError),
+    /// An event the outbox refused: its type breaks the naming rule, or
+    /// the catalog is strict and does not hold it.
+    #[error("event refused: {0}")]
+    EventRefused(String),
+    /// An owner already has the most endpoints allowed.
+    #[error("`{owner}` already has {limit} endpoints, the most allowed")]
+    OwnerLimit {
+        /// The owner.
+        owner: String,
+        /// The limit.
+        limit: u32,
+    },
     /// No row with that id.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -7,6 +7,7 @@ mod deliver;
 mod dispatcher;
 mod endpoint;
 mod error;
+pub mod filter;
 pub mod http;
 mod maintain;
 mod migrate;

@@ -9,6 +9,7 @@
 
 pub mod delivery;
 pub mod endpoint;
+pub mod event_type;
 pub mod key;
 pub mod message;
 pub mod portal;
@@ -73,6 +74,24 @@ pub enum Error {
     /// A message payload that is not a JSON object or array.
     #[error("{0}")]
     Payload(String),
+    /// An event the outbox refused: its type breaks the naming rule, or the
+    /// catalog is strict and does not hold it.
+    #[error("{0}")]
+    EventRefused(String),
+    /// A content filter that does not parse.
+    #[error("filter: {0}")]
+    Filter(#[from] outhook_dispatcher::filter::FilterError),
+    /// An owner already has as many endpoints as the operator allows.
+    #[error("`{owner}` already has {limit} endpoints, the most allowed; delete one first")]
+    EndpointLimit {
+        /// The owner.
+        owner: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// The caller's scope may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// A parameter out of range or malformed.
     #[error("{name}: {reason}")]
     Parameter {
@@ -109,6 +128,7 @@ impl From<outhook_dispatcher::Error> for Error {
             outhook_dispatcher::Error::Key(k) => Self::Settings(k.to_string()),
             outhook_dispatcher::Error::Endpoint(s) => Self::Settings(s),
             outhook_dispatcher::Error::Config(s) => Self::Internal(s),
+            outhook_dispatcher::Error::EventRefused(s) => Self::EventRefused(s),
             outhook_dispatcher::Error::Database(sqlx::Error::Database(db)) if is_input_error(db.code().as_deref()) => {
                 // PostgreSQL refused the data itself (a NUL in text, a value
                 // out of range): the caller's input, not an outage.

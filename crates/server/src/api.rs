@@ -3,6 +3,7 @@
 
 pub mod deliveries;
 pub mod endpoints;
+pub mod event_types;
 pub mod health;
 pub mod keys;
 pub mod messages;
@@ -103,6 +104,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/endpoints/{id}/secret/rotate", post(endpoints::rotate))
         .route("/endpoints/{id}/recover", post(deliveries::recover))
         .route("/endpoints/{id}/stats", get(deliveries::stats))
+        .route("/event-types", get(event_types::list))
+        .route(
+            "/event-types/{name}",
+            get(event_types::read).put(event_types::put).delete(event_types::delete),
+        )
+        .route(
+            "/event-catalog",
+            get(event_types::catalog)
+                .put(event_types::apply)
+                .patch(event_types::update),
+        )
         .route("/messages", post(messages::create).get(messages::list))
         .route("/messages/{id}", get(messages::read))
         .route("/messages/{id}/replay", post(messages::replay))

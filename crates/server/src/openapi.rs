@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{deliveries, endpoints, health, keys, messages, model, portal};
+use crate::api::{deliveries, endpoints, event_types, health, keys, messages, model, portal};
 use crate::problem::Problem;
 
 struct BearerAuth;
@@ -32,6 +32,8 @@ impl Modify for BearerAuth {
     paths(
         endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::delete,
         endpoints::secret, endpoints::rotate, deliveries::recover, deliveries::stats,
+        event_types::list, event_types::read, event_types::put, event_types::delete,
+        event_types::catalog, event_types::apply, event_types::update,
         messages::create, messages::list, messages::read, messages::replay,
         deliveries::list, deliveries::read, deliveries::retry,
         portal::create,
@@ -45,10 +47,13 @@ impl Modify for BearerAuth {
         model::ReplayIn, model::ReplayOut, model::DeliveryOut, model::AttemptOut, model::DeliveryDetailOut,
         model::DeliveryPage, model::RecoverIn, model::RequeuedOut, model::StatsBucket, model::StatsOut,
         model::HealthOut, model::PortalLinkIn, model::PortalLinkOut,
+        event_types::EventTypeIn, event_types::EventTypeOut, event_types::EventTypeList, event_types::CatalogOut,
+        event_types::CatalogEntryIn, event_types::CatalogIn, event_types::AppliedOut, event_types::CatalogPatchIn,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "endpoints", description = "Where webhooks go"),
+        (name = "event types", description = "The catalog of events a provider sends, for customers to pick from"),
         (name = "messages", description = "Events to send"),
         (name = "deliveries", description = "One message to one endpoint, with its attempts"),
         (name = "portal", description = "Links that open the delivery portal for one owner"),

@@ -33,6 +33,16 @@ pub enum ProblemKind {
     AddressRefused,
     /// A query or body parameter out of range or malformed.
     InvalidParameter,
+    /// An event whose type breaks the naming rule, or that a strict event
+    /// catalog does not hold.
+    EventTypeRefused,
+    /// A content filter that does not parse; the detail names the column.
+    InvalidFilter,
+    /// The owner has as many endpoints as the operator allows.
+    EndpointLimit,
+    /// The token's scope may not do this (an owner token writing the
+    /// provider's event catalog).
+    Forbidden,
     /// An `Idempotency-Key` reused for a different request, or whose first
     /// request is still running.
     IdempotencyConflict,
@@ -56,6 +66,10 @@ impl ProblemKind {
         Self::InvalidUrl,
         Self::AddressRefused,
         Self::InvalidParameter,
+        Self::EventTypeRefused,
+        Self::InvalidFilter,
+        Self::EndpointLimit,
+        Self::Forbidden,
         Self::IdempotencyConflict,
         Self::Unavailable,
         Self::Internal,
@@ -75,6 +89,10 @@ impl ProblemKind {
             Self::InvalidUrl => "invalid-url",
             Self::AddressRefused => "address-refused",
             Self::InvalidParameter => "invalid-parameter",
+            Self::EventTypeRefused => "event-type-refused",
+            Self::InvalidFilter => "invalid-filter",
+            Self::EndpointLimit => "endpoint-limit",
+            Self::Forbidden => "forbidden",
             Self::IdempotencyConflict => "idempotency-conflict",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -98,7 +116,11 @@ impl ProblemKind {
             | Self::UnknownScheme
             | Self::InvalidSettings
             | Self::InvalidUrl
-            | Self::AddressRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::AddressRefused
+            | Self::EventTypeRefused
+            | Self::InvalidFilter
+            | Self::EndpointLimit => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::IdempotencyConflict => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,6 +141,10 @@ impl ProblemKind {
             Self::InvalidUrl => "Invalid endpoint URL",
             Self::AddressRefused => "The endpoint's address is private or reserved",
             Self::InvalidParameter => "Invalid parameter",
+            Self::EventTypeRefused => "The event type is refused",
+            Self::InvalidFilter => "The content filter does not parse",
+            Self::EndpointLimit => "The owner has the most endpoints allowed",
+            Self::Forbidden => "This token may not do this",
             Self::IdempotencyConflict => "Idempotency-Key conflict",
             Self::Unavailable => "The database is unavailable",
             Self::Internal => "Internal error",
@@ -191,6 +217,10 @@ impl From<crate::admin::Error> for Problem {
             E::Settings(_) => ProblemKind::InvalidSettings,
             E::Payload(_) => ProblemKind::InvalidPayload,
             E::Parameter { .. } => ProblemKind::InvalidParameter,
+            E::EventRefused(_) => ProblemKind::EventTypeRefused,
+            E::Filter(_) => ProblemKind::InvalidFilter,
+            E::EndpointLimit { .. } => ProblemKind::EndpointLimit,
+            E::Forbidden(_) => ProblemKind::Forbidden,
             E::Database(_) | E::Unavailable(_) => ProblemKind::Unavailable,
             E::Internal(_) => ProblemKind::Internal,
         };

@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub portal_frame_ancestors: Vec<String>,
     /// How long a portal session lasts after signing in or opening a link.
     pub portal_session_ttl: Duration,
+    /// The most endpoints an owner's scope (a customer in the portal, an
+    /// owner token) may have; admins are not limited.
+    pub max_endpoints_per_owner: u32,
+    /// The scheme the portal's form offers first for a new endpoint.
+    pub portal_default_scheme: String,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +45,8 @@ impl Default for ServerConfig {
             public_url: None,
             portal_frame_ancestors: Vec::new(),
             portal_session_ttl: Duration::from_secs(3600),
+            max_endpoints_per_owner: 20,
+            portal_default_scheme: "standard-webhooks".to_owned(),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::Result;
 
 const COLUMNS: &str = "id, owner, url, scheme, scheme_settings, event_types, enabled, disabled_reason, disabled_at, \
                        auto_disable_after_secs, fifo, rate_limit, rate_limit_burst, max_in_flight, headers, \
-                       description, signing_key_id, message_id_header, created_at, updated_at";
+                       description, signing_key_id, message_id_header, content_filter, created_at, updated_at";
 
 /// An endpoint, as administrators see it (secrets are never included).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -56,6 +56,11 @@ pub struct Endpoint {
     /// The header carrying the message id: `None` for `webhook-id`, empty
     /// for none.
     pub message_id_header: Option<String>,
+    /// A content filter on the payload (see [`crate::filter`]): only
+    /// matching events of its types are delivered. `None`: every one.
+    #[sqlx(rename = "content_filter")]
+    #[serde(rename = "filter")]
+    pub filter: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
@@ -103,6 +108,11 @@ pub struct NewEndpoint {
     pub fifo: bool,
     /// The endpoint's limits.
     pub limits: Limits,
+    /// A content filter on the payload.
+    pub filter: Option<crate::filter::Filter>,
+    /// Refuse the insert when the owner already has this many endpoints
+    /// ([`crate::Error::OwnerLimit`]).
+    pub max_for_owner: Option<u32>,
 }
 
 /// An endpoint's limits, held across every worker (`None`: no limit).
@@ -156,11 +166,29 @@ fn headers_json(headers: &[(String, String)]) -> serde_json::Value {
 pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoint> {
     new.limits.validate()?;
     let mut tx = pool.begin().await?;
+    if let Some(limit) = new.max_for_owner {
+        // Counted under the owner's lock, taken by a statement of its own
+        // so the count's snapshot sees every insert that held it before.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('outhook.owner:' || $1, 0))")
+            .bind(&new.owner)
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.endpoint WHERE owner = $1")
+            .bind(&new.owner)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count >= i64::from(limit) {
+            return Err(crate::Error::OwnerLimit {
+                owner: new.owner.clone(),
+                limit,
+            });
+        }
+    }
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
                                        message_id_header, auto_disable_after_secs, fifo, rate_limit,
-                                       rate_limit_burst, max_in_flight)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+                                       rate_limit_burst, max_in_flight, content_filter, content_filter_path)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::jsonpath) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -176,6 +204,8 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(new.limits.rate)
     .bind(new.limits.burst)
     .bind(new.limits.max_in_flight)
+    .bind(new.filter.as_ref().map(crate::filter::Filter::source))
+    .bind(new.filter.as_ref().map(crate::filter::Filter::jsonpath))
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -347,6 +377,8 @@ pub struct EndpointUpdate {
     pub rate_limit_burst: Option<i32>,
     /// A new limit of attempts in flight (0: none).
     pub max_in_flight: Option<i32>,
+    /// A new content filter: `Some(None)` removes it.
+    pub filter: Option<Option<crate::filter::Filter>>,
 }
 
 impl EndpointUpdate {
@@ -370,6 +402,8 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
                 rate_limit_burst = CASE WHEN $10 = 0 THEN NULL WHEN $11::int IS NULL THEN rate_limit_burst
                                         WHEN $11 = 0 THEN NULL ELSE $11 END,
                 max_in_flight = CASE WHEN $12::int IS NULL THEN max_in_flight WHEN $12 = 0 THEN NULL ELSE $12 END,
+                content_filter = CASE WHEN $13 THEN $14 ELSE content_filter END,
+                content_filter_path = CASE WHEN $13 THEN $15::jsonpath ELSE content_filter_path END,
                 updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
@@ -385,6 +419,19 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     .bind(update.rate_limit)
     .bind(update.rate_limit_burst)
     .bind(update.max_in_flight)
+    .bind(update.filter.is_some())
+    .bind(
+        update
+            .filter
+            .as_ref()
+            .and_then(|f| f.as_ref().map(crate::filter::Filter::source)),
+    )
+    .bind(
+        update
+            .filter
+            .as_ref()
+            .and_then(|f| f.as_ref().map(crate::filter::Filter::jsonpath)),
+    )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))?;

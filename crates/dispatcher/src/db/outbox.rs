@@ -49,7 +49,10 @@ macro_rules! keyed {
 ///
 /// The payload must be JSON (PostgreSQL rejects anything else here).
 /// Deliveries are created by the outbox trigger in the same statement.
+/// An event type that breaks the naming rule, or that a strict catalog
+/// does not hold, is [`crate::Error::EventRefused`].
 pub async fn outbox_insert<'e>(executor: impl PgExecutor<'e>, event: &Event<'_>) -> Result<Enqueued> {
+    check_event_type(event.event_type)?;
     let id: Option<i64> = sqlx::query_scalar(keyed!(
         event.event_id.is_some(),
         "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
@@ -62,13 +65,17 @@ pub async fn outbox_insert<'e>(executor: impl PgExecutor<'e>, event: &Event<'_>)
     .bind(event.endpoint_id)
     .bind(event.event_id)
     .fetch_optional(executor)
-    .await?;
+    .await
+    .map_err(refused)?;
     Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
 }
 
 /// Inserts many events in one statement (one round trip, one trigger run).
 /// Returns how many were new.
 pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Event<'_>]) -> Result<u64> {
+    for e in events {
+        check_event_type(e.event_type)?;
+    }
     let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload).collect();
     let owners: Vec<Option<&str>> = events.iter().map(|e| e.owner).collect();
@@ -86,8 +93,36 @@ pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Eve
     .bind(endpoints)
     .bind(ids)
     .execute(executor)
-    .await?;
+    .await
+    .map_err(refused)?;
     Ok(done.rows_affected())
+}
+
+/// Refuses a name that breaks the rule the database also holds, with a
+/// sentence rather than the constraint's name.
+fn check_event_type(name: &str) -> Result<()> {
+    if crate::db::event_type::event_type_name_ok(name) {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(64).flat_map(char::escape_default).collect();
+    Err(crate::Error::EventRefused(format!(
+        "event type \"{shown}\" breaks the naming rule: {}",
+        crate::db::event_type::EVENT_TYPE_NAME_RULE
+    )))
+}
+
+/// The outbox trigger's refusal of an unknown type in a strict catalog
+/// (and the naming rule's constraint) as [`crate::Error::EventRefused`].
+fn refused(e: sqlx::Error) -> crate::Error {
+    if let sqlx::Error::Database(db) = &e
+        && matches!(
+            db.constraint(),
+            Some("outbox_event_type_known" | "outbox_event_type_name")
+        )
+    {
+        return crate::Error::EventRefused(db.message().to_owned());
+    }
+    e.into()
 }
 
 /// A message: an outbox row as administrators see it.
@@ -237,7 +272,8 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     .bind(&endpoints)
     .bind(&ids)
     .fetch_all(&mut *tx)
-    .await?;
+    .await
+    .map_err(refused)?;
     let new_ids: Vec<i64> = stored.iter().map(|(id, _, _)| *id).collect();
     let counts: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT message_id, count(*) FROM outhook.delivery WHERE message_id = ANY($1) GROUP BY message_id",

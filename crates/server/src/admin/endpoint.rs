@@ -11,6 +11,7 @@ use outhook_dispatcher::db::endpoint::{
     endpoint_list_page, endpoint_secret_list, endpoint_secret_rotate, endpoint_set_enabled, endpoint_update,
 };
 use outhook_dispatcher::db::signing_key::{signing_key_get, signing_key_insert};
+use outhook_dispatcher::filter::Filter;
 use outhook_dispatcher::http::{AddressPolicy, parse_url};
 use outhook_signer::{Ed25519SigningKey, HmacSettings, KeyKind, RsaKeyPair, Scheme, Secret};
 use sqlx::PgPool;
@@ -53,6 +54,9 @@ pub struct EndpointInput {
     pub fifo: bool,
     /// Rate and in-flight limits, held across every worker.
     pub limits: Limits,
+    /// A content filter on the payload (see `outhook_dispatcher::filter`);
+    /// `None` or empty: every event of its types.
+    pub filter: Option<String>,
 }
 
 /// A created endpoint and, once, its secret.
@@ -93,6 +97,16 @@ pub struct EndpointPatch {
     pub rate_limit_burst: Option<i32>,
     /// A new limit of attempts in flight (0: none).
     pub max_in_flight: Option<i32>,
+    /// A new content filter (empty: none).
+    pub filter: Option<String>,
+}
+
+/// Parses a content filter; empty or blank means none.
+pub fn parse_filter(text: &str) -> Result<Option<Filter>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Filter::parse(text)?))
 }
 
 /// Checks limits, naming the parameter at fault.
@@ -197,12 +211,7 @@ pub async fn check_url(policy: &AddressPolicy, url: &str) -> Result<()> {
 
 fn check_event_types(types: &[String]) -> Result<()> {
     for t in types {
-        if t.trim().is_empty() || t.len() > 256 {
-            return Err(Error::parameter(
-                "event_types",
-                "each event type is 1 to 256 characters",
-            ));
-        }
+        super::event_type::check_name("event_types", t)?;
     }
     Ok(())
 }
@@ -274,7 +283,22 @@ async fn signing_key_for(pool: &PgPool, name: Option<&str>) -> Result<Uuid> {
 /// Creates an endpoint: checks every field, generates its secret (or
 /// picks its RSA key), and stores both in one transaction.
 pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input: EndpointInput) -> Result<Created> {
+    create_limited(pool, scope, policy, None, input).await
+}
+
+/// [`create`], refusing an owner's scope that already has `owner_limit`
+/// endpoints (the operator's limit for customers; admins are not limited).
+/// The count and the insert are one transaction under the owner's lock, so
+/// concurrent requests cannot pass the limit together.
+pub async fn create_limited(
+    pool: &PgPool,
+    scope: &Scope,
+    policy: &AddressPolicy,
+    owner_limit: Option<u32>,
+    input: EndpointInput,
+) -> Result<Created> {
     let owner = owner_for(scope, input.owner)?;
+    let owner_limit = owner_limit.filter(|_| matches!(scope, Scope::Owner(_)));
     let parsed = scheme(&input.scheme, input.scheme_settings.as_ref())?;
     if owner == outhook_dispatcher::OPERATOR_OWNER && !input.scheme.starts_with("standard-webhooks") {
         return Err(Error::Settings(format!(
@@ -285,6 +309,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
     }
     check_url(policy, &input.url).await?;
     check_event_types(&input.event_types)?;
+    let filter = parse_filter(input.filter.as_deref().unwrap_or(""))?;
     check_limits(&input.limits)?;
     let headers = check_headers(&input.headers)?;
     if let Some(name) = &input.message_id_header {
@@ -327,9 +352,15 @@ pub async fn create(pool: &PgPool, scope: &Scope, policy: &AddressPolicy, input:
             auto_disable_after_secs: window_secs(input.auto_disable_after)?,
             fifo: input.fifo,
             limits: input.limits,
+            filter,
+            max_for_owner: owner_limit,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        outhook_dispatcher::Error::OwnerLimit { owner, limit } => Error::EndpointLimit { owner, limit },
+        e => e.into(),
+    })?;
     Ok(Created { endpoint, secret })
 }
 
@@ -419,6 +450,7 @@ pub async fn update(
     if let Some(types) = &patch.event_types {
         check_event_types(types)?;
     }
+    let filter = patch.filter.as_deref().map(parse_filter).transpose()?;
     let headers = patch.headers.as_ref().map(check_headers).transpose()?;
     if let Some(settings) = &patch.scheme_settings {
         scheme(&current.scheme, Some(settings))?;
@@ -439,6 +471,7 @@ pub async fn update(
         || patch.rate_limit.is_some()
         || patch.rate_limit_burst.is_some()
         || patch.max_in_flight.is_some()
+        || filter.is_some()
     {
         endpoint = endpoint_update(
             pool,
@@ -455,6 +488,7 @@ pub async fn update(
                 rate_limit: patch.rate_limit,
                 rate_limit_burst: patch.rate_limit_burst,
                 max_in_flight: patch.max_in_flight,
+                filter,
             },
         )
         .await?;

@@ -63,7 +63,7 @@ fn check_text(name: &'static str, value: &str) -> Result<()> {
 /// Checks a message and the caller's right to send it, and makes it ready
 /// to insert (with its `uid` chosen now).
 pub async fn prepare(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<NewMessage> {
-    check_text("event_type", input.event_type)?;
+    super::event_type::check_name("event_type", input.event_type)?;
     if let Some(id) = input.event_id {
         check_text("event_id", id)?;
     }
@@ -141,7 +141,7 @@ pub async fn create(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<En
     finish(pool, scope, message, inserted).await
 }
 
-type Waiting = (NewMessage, oneshot::Sender<std::result::Result<Inserted, String>>);
+type Waiting = (NewMessage, oneshot::Sender<Result<Inserted>>);
 
 /// Group commit for concurrent senders: messages queued while a batch
 /// commits go into the next one, as one statement and one commit, so a
@@ -167,11 +167,26 @@ impl Ingest {
                             let _ = reply.send(Ok(result));
                         }
                     }
+                    // One event a strict catalog refuses must not fail the
+                    // others that shared its batch: each goes alone, and
+                    // only the refused ones get the refusal.
+                    Err(outhook_dispatcher::Error::EventRefused(_)) => {
+                        for (message, reply) in messages.iter().zip(replies) {
+                            let alone = outbox_insert_batch(&pool, std::slice::from_ref(message))
+                                .await
+                                .map_err(Error::from)
+                                .and_then(|mut r| {
+                                    r.pop()
+                                        .ok_or_else(|| Error::Internal("the insert answered nothing".into()))
+                                });
+                            let _ = reply.send(alone);
+                        }
+                    }
                     Err(e) => {
                         let text = e.to_string();
                         tracing::warn!(error = %e, batch = messages.len(), "enqueueing a batch failed");
                         for reply in replies {
-                            let _ = reply.send(Err(text.clone()));
+                            let _ = reply.send(Err(Error::Unavailable(text.clone())));
                         }
                     }
                 }
@@ -190,8 +205,7 @@ impl Ingest {
             .map_err(|_| Error::Internal("the ingest task stopped".into()))?;
         let inserted = answer
             .await
-            .map_err(|_| Error::Internal("the ingest task stopped".into()))?
-            .map_err(Error::Unavailable)?;
+            .map_err(|_| Error::Internal("the ingest task stopped".into()))??;
         finish(pool, scope, message, inserted).await
     }
 }

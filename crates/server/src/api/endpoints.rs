@@ -46,10 +46,11 @@ pub async fn create(
     Caller(scope): Caller,
     ApiJson(input): ApiJson<EndpointIn>,
 ) -> Result<(StatusCode, Json<EndpointCreatedOut>), Problem> {
-    let created = admin::create(
+    let created = admin::create_limited(
         state.pool(),
         &scope,
         &state.config().addresses,
+        Some(state.config().max_endpoints_per_owner),
         EndpointInput {
             owner: input.owner,
             url: input.url,
@@ -68,6 +69,7 @@ pub async fn create(
                 burst: input.rate_limit_burst.filter(|b| *b != 0),
                 max_in_flight: input.max_in_flight.filter(|m| *m != 0),
             },
+            filter: input.filter,
         },
     )
     .await?;
@@ -148,6 +150,7 @@ pub async fn update(
             rate_limit: patch.rate_limit,
             rate_limit_burst: patch.rate_limit_burst,
             max_in_flight: patch.max_in_flight,
+            filter: patch.filter,
         },
     )
     .await?;

@@ -64,6 +64,10 @@ pub struct EndpointIn {
     /// absent or 0: no limit.
     #[schema(minimum = 0, maximum = 1000000)]
     pub max_in_flight: Option<i32>,
+    /// A content filter on the payload, such as `collection = "0xabc" and amount >= 10`:
+    /// only matching events of its types are delivered (see the README for the language).
+    #[schema(max_length = 4096)]
+    pub filter: Option<String>,
 }
 
 /// Changes to an endpoint; absent fields stay as they are.
@@ -100,6 +104,9 @@ pub struct EndpointPatchIn {
     /// A new limit of attempts in flight; 0: none.
     #[schema(minimum = 0, maximum = 1000000)]
     pub max_in_flight: Option<i32>,
+    /// A new content filter; empty removes it.
+    #[schema(max_length = 4096)]
+    pub filter: Option<String>,
 }
 
 /// An endpoint. Secrets are never part of it; static header values are `***`.
@@ -143,6 +150,8 @@ pub struct EndpointOut {
     pub signing_key_id: Option<Uuid>,
     /// The header that carries the message id, or null for none.
     pub message_id_header: Option<String>,
+    /// Its content filter, as written; absent: every event of its types.
+    pub filter: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
@@ -179,6 +188,7 @@ impl From<Endpoint> for EndpointOut {
                 Some(n) if n.is_empty() => None,
                 Some(n) => Some(n),
             },
+            filter: e.filter,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }

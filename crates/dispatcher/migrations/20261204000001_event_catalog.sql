@@ -1,0 +1,176 @@
+-- The event catalog, content filters and one rule for event type names.
+--
+-- Every rule here is enforced by the database, so an event is treated the
+-- same whether it arrives through the API, the CLI, the library or a plain
+-- INSERT.
+
+-- Event type names: a letter or digit, then letters, digits, '.', '_', '-'
+-- or ':', at most 128 characters. NOT VALID: rows already stored are kept
+-- as they are; every new row is checked.
+CREATE FUNCTION outhook.event_type_name_ok(name text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN name ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
+
+CREATE FUNCTION outhook.event_type_names_ok(names text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (SELECT coalesce(bool_and(n ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$'), true) FROM unnest(names) AS n);
+
+ALTER TABLE outhook.outbox
+    ADD CONSTRAINT outbox_event_type_name CHECK (event_type ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$') NOT VALID;
+ALTER TABLE outhook.endpoint
+    ADD CONSTRAINT endpoint_event_type_names CHECK (outhook.event_type_names_ok(event_types)) NOT VALID;
+
+-- The catalog: what a provider sends, for its customers to pick from.
+-- `examples` is a JSON array kept as written (json, not jsonb), so an
+-- example is sent with its key order.
+CREATE TABLE outhook.event_type (
+    name        text PRIMARY KEY CHECK (outhook.event_type_name_ok(name)),
+    description text NOT NULL DEFAULT '',
+    group_name  text NOT NULL DEFAULT '',
+    schema      jsonb CHECK (schema IS NULL OR jsonb_typeof(schema) IN ('object', 'boolean')),
+    examples    json NOT NULL DEFAULT '[]' CHECK (json_typeof(examples) = 'array'),
+    validate    boolean NOT NULL DEFAULT false,   -- the API checks payloads against `schema`
+    deprecated  boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Catalog-wide settings: one row. strict_event_types refuses events of a
+-- type the catalog does not hold, on every path.
+CREATE TABLE outhook.catalog_setting (
+    one                boolean PRIMARY KEY DEFAULT true CHECK (one),
+    strict_event_types boolean NOT NULL DEFAULT false
+);
+INSERT INTO outhook.catalog_setting DEFAULT VALUES;
+
+-- Content filters: the filter as the customer wrote it, and the jsonpath
+-- predicate Outhook compiled it to, which the fan-out evaluates. Set both
+-- through the CLI, the API or the portal (they check the filter and say
+-- where it is wrong); a plain UPDATE must set both.
+ALTER TABLE outhook.endpoint
+    ADD COLUMN content_filter text,
+    ADD COLUMN content_filter_path jsonpath,
+    ADD CONSTRAINT endpoint_content_filter_pair CHECK ((content_filter IS NULL) = (content_filter_path IS NULL));
+
+-- The fan-out as before, with the catalog's strict check first and each
+-- owner's endpoint matched by its content filter as well as its types.
+CREATE OR REPLACE FUNCTION outhook.outbox_fan_out() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    f uuid;
+    unknown text;
+BEGIN
+    IF (SELECT strict_event_types FROM outhook.catalog_setting) THEN
+        SELECT n.event_type INTO unknown FROM new_rows n
+        WHERE n.owner IS DISTINCT FROM 'outhook:operator'
+          AND NOT EXISTS (SELECT 1 FROM outhook.event_type t WHERE t.name = n.event_type)
+        LIMIT 1;
+        IF unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'unknown event type "%": the event catalog is strict, so every event''s type must be in it', unknown
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'outbox_event_type_known',
+                      HINT = 'add the type to the catalog (outhook event-type add), or turn strict mode off';
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM outhook.endpoint WHERE fifo) THEN
+        -- No ordered endpoint: the plain fan-out, as before.
+        INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at)
+        SELECT n.id, e.id, CASE WHEN e.enabled THEN now() ELSE 'infinity' END
+        FROM new_rows n
+        JOIN outhook.endpoint e
+          ON n.endpoint_id IS NULL AND e.owner = n.owner
+         AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
+         AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)
+        UNION ALL
+        SELECT n.id, n.endpoint_id, now() FROM new_rows n WHERE n.endpoint_id IS NOT NULL;
+    ELSE
+        FOR f IN
+            SELECT DISTINCT e.id FROM new_rows n
+            JOIN outhook.endpoint e
+              ON e.fifo AND (e.id = n.endpoint_id
+                             OR (n.endpoint_id IS NULL AND e.owner = n.owner
+                                 AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
+                                 AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)))
+            ORDER BY e.id
+        LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || f::text, 0));
+        END LOOP;
+        WITH targets AS (
+            SELECT n.id AS message_id, e.id AS endpoint_id, e.enabled, e.fifo
+            FROM new_rows n
+            JOIN outhook.endpoint e
+              ON n.endpoint_id IS NULL AND e.owner = n.owner
+             AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
+             AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)
+            UNION ALL
+            SELECT n.id, n.endpoint_id, true, coalesce(e.fifo, false)
+            FROM new_rows n LEFT JOIN outhook.endpoint e ON e.id = n.endpoint_id
+            WHERE n.endpoint_id IS NOT NULL
+        ), ranked AS (
+            SELECT t.*, row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.message_id) AS rn FROM targets t
+        ), inserted AS (
+            INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at, status)
+            SELECT r.message_id, r.endpoint_id,
+                   CASE WHEN r.enabled THEN now() ELSE 'infinity' END,
+                   -- Behind a live head (pending), or not the first of this batch: wait.
+                   CASE WHEN r.fifo AND (r.rn > 1 OR EXISTS (
+                            SELECT 1 FROM outhook.fifo_head h JOIN outhook.delivery d ON d.id = h.delivery_id
+                            WHERE h.endpoint_id = r.endpoint_id AND d.status = 0))
+                        THEN 3 ELSE 0 END
+            FROM ranked r
+            RETURNING id, endpoint_id, status
+        )
+        INSERT INTO outhook.fifo_head (endpoint_id, delivery_id)
+        SELECT i.endpoint_id, i.id FROM inserted i
+        JOIN outhook.endpoint e ON e.id = i.endpoint_id AND e.fifo
+        WHERE i.status = 0
+        ON CONFLICT (endpoint_id) DO UPDATE SET delivery_id = excluded.delivery_id;
+    END IF;
+    PERFORM outhook.wake_workers();
+    RETURN NULL;
+END;
+$$;
+
+-- Operational events: a changed filter is an update too.
+CREATE OR REPLACE FUNCTION outhook.endpoint_operational_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    e outhook.endpoint;
+    kind text;
+    extra jsonb := '{}';
+BEGIN
+    IF TG_OP = 'DELETE' THEN e := OLD; ELSE e := NEW; END IF;
+    IF e.owner = 'outhook:operator'
+       OR NOT EXISTS (SELECT 1 FROM outhook.endpoint WHERE owner = 'outhook:operator') THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        kind := 'endpoint.created';
+    ELSIF TG_OP = 'DELETE' THEN
+        kind := 'endpoint.deleted';
+    ELSIF OLD.enabled AND NOT NEW.enabled THEN
+        kind := 'endpoint.disabled';
+        extra := jsonb_build_object('reason', NEW.disabled_reason, 'disabled_at', NEW.disabled_at);
+    ELSIF NOT OLD.enabled AND NEW.enabled THEN
+        kind := 'endpoint.enabled';
+    ELSIF (OLD.url, OLD.scheme, OLD.scheme_settings::text, OLD.event_types, OLD.headers::text, OLD.description,
+           OLD.message_id_header, OLD.auto_disable_after_secs, OLD.content_filter)
+          IS DISTINCT FROM
+          (NEW.url, NEW.scheme, NEW.scheme_settings::text, NEW.event_types, NEW.headers::text, NEW.description,
+           NEW.message_id_header, NEW.auto_disable_after_secs, NEW.content_filter) THEN
+        kind := 'endpoint.updated';
+    ELSE
+        RETURN NULL;
+    END IF;
+    INSERT INTO outhook.outbox (event_type, payload, owner)
+    VALUES (kind,
+            json_build_object(
+                'type', kind,
+                'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                'data', jsonb_build_object('endpoint_id', e.id, 'owner', e.owner,
+                                           'url', regexp_replace(e.url, '^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@', '\1***@'),
+                                           'enabled', e.enabled, 'event_types', e.event_types,
+                                           'filter', e.content_filter) || extra),
+            'outhook:operator');
+    RETURN NULL;
+END;
+$$;

@@ -1,0 +1,508 @@
+//! The event catalog and content filters, on every path an event takes:
+//! the API, the CLI, the library and a plain `INSERT`.
+
+use std::process::Command;
+
+use outhook_dispatcher::{Enqueued, Event};
+use outhook_testkit::receiver::Receiver;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::api::{Server, cli};
+
+/// Runs the CLI expecting failure; returns its stderr.
+fn cli_fails(url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outhook"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("OUTHOOK_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?} did not fail with 2");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// (filter, payload, whether it matches). Each operator, nested paths,
+/// missing fields, wrong types, arrays, `and`, `or`, `not`.
+const CASES: &[(&str, &str, bool)] = &[
+    (r#"collection = "0xabc""#, r#"{"collection":"0xabc"}"#, true),
+    (r#"collection = "0xabc""#, r#"{"collection":"0xdef"}"#, false),
+    (r#"collection = "0xabc""#, r#"{"other":"0xabc"}"#, false),
+    (r#"collection != "0xabc""#, r#"{"collection":"0xdef"}"#, true),
+    (r#"collection != "0xabc""#, r#"{}"#, false),
+    ("data.item.price >= 10", r#"{"data":{"item":{"price":10}}}"#, true),
+    ("data.item.price >= 10", r#"{"data":{"item":{"price":9.5}}}"#, false),
+    ("data.item.price >= 10", r#"{"data":{"item":{"price":"10"}}}"#, false),
+    ("data.item.price >= 10", r#"{"data":{}}"#, false),
+    ("data.item.price < 1e3", r#"{"data":{"item":{"price":999.99}}}"#, true),
+    ("data.item.price > -1", r#"{"data":{"item":{"price":0}}}"#, true),
+    ("data.item.price <= 0", r#"{"data":{"item":{"price":0.5}}}"#, false),
+    (r#"status in ["paid", "shipped"]"#, r#"{"status":"shipped"}"#, true),
+    (r#"status in ["paid", "shipped"]"#, r#"{"status":"draft"}"#, false),
+    ("status in [1, 2]", r#"{"status":"1"}"#, false),
+    ("exists data.buyer", r#"{"data":{"buyer":null}}"#, true),
+    ("exists data.buyer", r#"{"data":{"seller":1}}"#, false),
+    ("not exists data.buyer", r#"{"data":{}}"#, true),
+    (
+        r#"amount > 5 and currency = "EUR""#,
+        r#"{"amount":6,"currency":"EUR"}"#,
+        true,
+    ),
+    (
+        r#"amount > 5 and currency = "EUR""#,
+        r#"{"amount":6,"currency":"USD"}"#,
+        false,
+    ),
+    ("amount > 5 or vip = true", r#"{"amount":1,"vip":true}"#, true),
+    ("amount > 5 or vip = true", r#"{"amount":1,"vip":false}"#, false),
+    (r#"not (status = "draft")"#, r#"{"status":"paid"}"#, true),
+    (r#"not (status = "draft")"#, r#"{"status":"draft"}"#, false),
+    (r#"not (status = "draft")"#, r#"{}"#, true),
+    ("not (price >= 10)", r#"{"price":"10"}"#, true),
+    ("not (price >= 10)", r#"{"price":12}"#, false),
+    (r#"not (status in ["a", 1])"#, r#"{"status":true}"#, true),
+    (r#"tags = "x""#, r#"{"tags":["a","x"]}"#, true),
+    (r#"tags = "x""#, r#"{"tags":["a","b"]}"#, false),
+    (r#""odd key".v = 1"#, r#"{"odd key":{"v":1}}"#, true),
+    ("gone = null", r#"{"gone":null}"#, true),
+    (r#"name = "Zoë \"Z\"""#, r#"{"name":"Zoë \"Z\""}"#, true),
+    (r#"(a = 1 or b = 2) and c = 3"#, r#"{"b":2,"c":3}"#, true),
+    (r#"(a = 1 or b = 2) and c = 3"#, r#"{"a":1,"c":4}"#, false),
+];
+
+async fn deliveries_of(server: &Server, message_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_filter_table_matches_alike_through_the_api_the_library_and_plain_sql() {
+    let server = Server::start(&[]).await;
+    let receiver = Receiver::start().await.unwrap();
+    for (i, (filter, _, _)) in CASES.iter().enumerate() {
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/endpoints",
+                Some(json!({"owner": format!("case{i}"), "url": receiver.url("/hook"),
+                            "scheme": "standard-webhooks", "event_types": ["item.sold"], "filter": filter})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{filter}: {body}");
+        assert_eq!(body["filter"], *filter);
+    }
+    for (i, (filter, payload, matches)) in CASES.iter().enumerate() {
+        let owner = format!("case{i}");
+        let want = i64::from(*matches);
+        // The API.
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"event_type": "item.sold", "owner": owner,
+                            "payload": serde_json::from_str::<Value>(payload).unwrap()})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["deliveries"], want, "API: {filter} on {payload}");
+        // The library, in the caller's transaction.
+        let mut tx = server.pool.begin().await.unwrap();
+        let Enqueued::New(id) = outhook_dispatcher::enqueue(
+            &mut *tx,
+            &Event {
+                event_type: "item.sold",
+                payload,
+                owner: Some(&owner),
+                ..Event::default()
+            },
+        )
+        .await
+        .unwrap() else {
+            panic!("not enqueued")
+        };
+        tx.commit().await.unwrap();
+        assert_eq!(deliveries_of(&server, id).await, want, "library: {filter} on {payload}");
+        // Plain SQL.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('item.sold', $1::json, $2) RETURNING id",
+        )
+        .bind(payload)
+        .bind(&owner)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+        assert_eq!(deliveries_of(&server, id).await, want, "SQL: {filter} on {payload}");
+        // An event of another type never matches, filter or not.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('item.listed', $1::json, $2) RETURNING id",
+        )
+        .bind(payload)
+        .bind(&owner)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+        assert_eq!(deliveries_of(&server, id).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_column() {
+    let server = Server::start(&[]).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                json!({"owner": "acme", "url": "http://127.0.0.1:9/h", "scheme": "standard-webhooks",
+                        "filter": "amount > \"ten\""}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["type"], "urn:outhook:problem:invalid-filter");
+    assert!(body["detail"].as_str().unwrap().contains("column 10"), "{body}");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outhook.endpoint")
+            .fetch_one(&server.pool)
+            .await
+            .unwrap(),
+        0
+    );
+
+    let out = cli(
+        &server.url,
+        &[
+            "--allow-network",
+            "127.0.0.0/8",
+            "endpoint",
+            "add",
+            "--owner",
+            "acme",
+            "--url",
+            "http://127.0.0.1:9/h",
+            "--scheme",
+            "standard-webhooks",
+            "--filter",
+            "collection = \"0xa\"",
+        ],
+    );
+    let id = out.lines().next().unwrap().trim_start_matches("endpoint ").to_owned();
+    let send = |payload: &'static str| {
+        let pool = server.pool.clone();
+        async move {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('x', $1::json, 'acme') RETURNING id",
+            )
+            .bind(payload)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let a = send(r#"{"collection":"0xa"}"#).await;
+    let b = send(r#"{"collection":"0xb"}"#).await;
+    assert_eq!(
+        (deliveries_of(&server, a).await, deliveries_of(&server, b).await),
+        (1, 0)
+    );
+
+    let stderr = cli_fails(
+        &server.url,
+        &["endpoint", "update", &id, "--filter", "collection = "],
+        None,
+    );
+    assert!(stderr.contains("filter: at column 14"), "{stderr}");
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"filter": "collection = \"0xb\""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let b = send(r#"{"collection":"0xb"}"#).await;
+    assert_eq!(deliveries_of(&server, b).await, 1);
+    let (_, body) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"filter": ""})),
+        )
+        .await;
+    assert_eq!(body["filter"], Value::Null);
+    let a = send(r#"{"collection":"0xa"}"#).await;
+    assert_eq!(deliveries_of(&server, a).await, 1);
+}
+
+const CATALOG: &str = r#"{
+  "event_types": [
+    {"name": "item.sold", "description": "An item was sold.", "group": "items",
+     "schema": {"type": "object", "required": ["item_id"]},
+     "examples": [{"item_id": "it_1", "price": {"amount": 1250, "currency": "EUR"}, "a": 1}]},
+    {"name": "item.listed", "description": "An item was put up for sale.", "group": "items",
+     "examples": [{"z": 1, "item_id": "it_2"}]},
+    {"name": "ORDER_FILLED", "group": "orders", "deprecated": true}
+  ]
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_round_trips_through_a_file_the_cli_and_the_api() {
+    let server = Server::start(&[]).await;
+    let dir = std::env::temp_dir().join(format!("outhook-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("catalog.json");
+    std::fs::write(&file, CATALOG).unwrap();
+    let out = cli(&server.url, &["event-type", "apply", file.to_str().unwrap()]);
+    assert!(
+        out.starts_with("3 changed, 0 unchanged, 0 removed; strict off"),
+        "{out}"
+    );
+    let out = cli(&server.url, &["event-type", "apply", file.to_str().unwrap()]);
+    assert!(
+        out.starts_with("0 changed, 3 unchanged"),
+        "applying twice changed something: {out}"
+    );
+
+    // The API reads what the file said, examples byte for byte.
+    let (status, catalog) = server.admin(Method::GET, "/v1/event-catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = catalog["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["item.listed", "item.sold", "ORDER_FILLED"]);
+    let raw = reqwest::Client::builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/event-types/item.listed", server.base))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains(r#""examples":[{"z": 1, "item_id": "it_2"}]"#), "{raw}");
+
+    // Export, then apply the export with --prune to a fresh state: the same.
+    let exported = cli(&server.url, &["event-type", "export"]);
+    let (status, _) = server.admin(Method::DELETE, "/v1/event-types/ORDER_FILLED", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-types/stray.type",
+            Some(json!({"description": "gone soon"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let export_file = dir.join("export.json");
+    std::fs::write(&export_file, &exported).unwrap();
+    let out = cli(
+        &server.url,
+        &["event-type", "apply", "--prune", export_file.to_str().unwrap()],
+    );
+    assert!(out.starts_with("1 changed, 2 unchanged, 1 removed"), "{out}");
+    assert_eq!(cli(&server.url, &["event-type", "export"]), exported);
+
+    // Owners read the catalog; only admins write it.
+    let owner = cli(&server.url, &["token", "new", "--owner", "acme"]).trim().to_owned();
+    let (status, list) = server.call(Some(&owner), Method::GET, "/v1/event-types", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
+    let (status, body) = server
+        .call(Some(&owner), Method::PUT, "/v1/event-types/mine", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["type"], "urn:outhook:problem:forbidden");
+
+    // An unknown key in a file is named.
+    std::fs::write(&file, r#"{"event_types": [{"name": "a.b", "descripton": "typo"}]}"#).unwrap();
+    let stderr = cli_fails(&server.url, &["event-type", "apply", file.to_str().unwrap()], None);
+    assert!(stderr.contains("unknown field `descripton`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_catalog_refuses_unknown_types_on_every_path() {
+    let server = Server::start(&[]).await;
+    let receiver = Receiver::start().await.unwrap();
+    let stderr = cli_fails(&server.url, &["event-type", "strict", "on"], None);
+    assert!(stderr.contains("the catalog is empty"), "{stderr}");
+    cli(
+        &server.url,
+        &["event-type", "add", "item.sold", "--description", "sold"],
+    );
+    assert_eq!(cli(&server.url, &["event-type", "strict", "on"]).trim(), "strict on");
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"owner": "acme", "url": receiver.url("/h"), "scheme": "standard-webhooks"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The API: a problem naming the type; a known type still goes.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"event_type": "item.stolen", "owner": "acme", "payload": {"a": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["type"], "urn:outhook:problem:event-type-refused");
+    assert!(body["detail"].as_str().unwrap().contains("\"item.stolen\""), "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"event_type": "item.sold", "owner": "acme", "payload": {"a": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Concurrent API calls share a batch: the refused one fails alone.
+    let calls = (0..8).map(|i| {
+        let event_type = if i == 3 { "item.stolen" } else { "item.sold" };
+        server.admin(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"event_type": event_type, "owner": "acme", "payload": {"i": i}})),
+        )
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        let want = if i == 3 {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(*status, want, "call {i}: {body}");
+    }
+
+    // The CLI.
+    let stderr = cli_fails(
+        &server.url,
+        &["send", "--event-type", "item.stolen", "--owner", "acme"],
+        Some(r#"{"a":1}"#),
+    );
+    assert!(stderr.contains("unknown event type \"item.stolen\""), "{stderr}");
+
+    // The library: a typed error.
+    let err = outhook_dispatcher::enqueue(
+        &server.pool,
+        &Event {
+            event_type: "item.stolen",
+            payload: "{}",
+            owner: Some("acme"),
+            ..Event::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, outhook_dispatcher::Error::EventRefused(ref m) if m.contains("item.stolen")),
+        "{err:?}"
+    );
+
+    // Plain SQL: the error names the type.
+    let err =
+        sqlx::query("INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('item.stolen', '{}', 'acme')")
+            .execute(&server.pool)
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("unknown event type \"item.stolen\""), "{err}");
+
+    let stolen: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.outbox WHERE event_type = 'item.stolen'")
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert_eq!(stolen, 0, "a refused event reached the outbox");
+
+    // Off again: anything flows.
+    let (status, body) = server
+        .admin(Method::PATCH, "/v1/event-catalog", Some(json!({"strict": false})))
+        .await;
+    assert_eq!((status, &body["strict"]), (StatusCode::OK, &Value::Bool(false)));
+    sqlx::query("INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('item.stolen', '{}', 'acme')")
+        .execute(&server.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_type_name_outside_the_rule_is_refused_on_every_path() {
+    let server = Server::start(&[]).await;
+    let bad = "<svg/onload=alert(1)>";
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"event_type": bad, "owner": "acme", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("letter or digit"), "{body}");
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                json!({"owner": "acme", "url": "http://127.0.0.1:9/", "scheme": "standard-webhooks",
+                        "event_types": [bad]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server
+        .admin(Method::PUT, "/v1/event-types/a%20b", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    cli_fails(&server.url, &["event-type", "add", bad], None);
+    cli_fails(
+        &server.url,
+        &["send", "--event-type", bad, "--owner", "acme"],
+        Some("{}"),
+    );
+    let err = outhook_dispatcher::enqueue(
+        &server.pool,
+        &Event {
+            event_type: bad,
+            payload: "{}",
+            owner: Some("acme"),
+            ..Event::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, outhook_dispatcher::Error::EventRefused(_)), "{err:?}");
+    let err = sqlx::query("INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ($1, '{}', 'acme')")
+        .bind(bad)
+        .execute(&server.pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("outbox_event_type_name"), "{err}");
+    let err = sqlx::query("INSERT INTO outhook.endpoint (owner, url, scheme, event_types) VALUES ('a', 'http://x/', 'standard-webhooks', $1)")
+        .bind(vec![bad])
+        .execute(&server.pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("endpoint_event_type_names"), "{err}");
+}
