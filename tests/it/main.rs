@@ -8,6 +8,7 @@ mod cli_admin;
 mod cli_signing;
 mod limits;
 mod portal;
+mod portal_self_service;
 mod secrets;
 mod signing_interop;
 mod signing_tamper;

@@ -11,6 +11,7 @@
 mod deliveries;
 mod endpoints;
 mod layout;
+mod self_service;
 mod session;
 
 use axum::Router;
@@ -39,7 +40,18 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/portal/login", get(session::login_form).post(session::login))
         .route("/portal/link", get(session::open_link))
         .route("/portal/logout", post(session::logout))
+        .route("/portal/endpoints", post(self_service::create))
+        .route("/portal/endpoints/new", get(self_service::new))
         .route("/portal/endpoints/{id}", get(endpoints::show))
+        .route(
+            "/portal/endpoints/{id}/edit",
+            get(self_service::edit).post(self_service::update),
+        )
+        .route(
+            "/portal/endpoints/{id}/delete",
+            get(self_service::confirm_delete).post(self_service::delete),
+        )
+        .route("/portal/endpoints/{id}/example", post(self_service::send_example))
         .route("/portal/endpoints/{id}/rotate", post(endpoints::rotate))
         .route("/portal/endpoints/{id}/enable", post(endpoints::enable))
         .route("/portal/endpoints/{id}/disable", post(endpoints::disable))

@@ -29,11 +29,11 @@ pub struct EventTypeIn {
     #[schema(max_length = 100)]
     pub group: String,
     /// A JSON Schema its payloads follow.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<serde_json::Value>,
     /// Example payloads (objects or arrays), kept byte for byte.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>, max_items = 20)]
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 20)]
     pub examples: Vec<Box<RawValue>>,
     /// Check payloads of this type against the schema at the API.
     #[serde(default)]
@@ -53,10 +53,10 @@ pub struct EventTypeOut {
     /// The group it is listed under (empty: none).
     pub group: String,
     /// A JSON Schema its payloads follow.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<serde_json::Value>,
     /// Example payloads, byte for byte as given.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub examples: Vec<Box<RawValue>>,
     /// Whether the API checks payloads against the schema.
     pub validate: bool,
@@ -116,11 +116,11 @@ pub struct CatalogEntryIn {
     #[schema(max_length = 100)]
     pub group: String,
     /// A JSON Schema its payloads follow.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<serde_json::Value>,
     /// Example payloads.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>, max_items = 20)]
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 20)]
     pub examples: Vec<Box<RawValue>>,
     /// Check payloads against the schema at the API.
     #[serde(default)]

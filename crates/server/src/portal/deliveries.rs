@@ -224,6 +224,7 @@ pub async fn show(
     let notice = match q.notice.as_deref() {
         Some("retried") => Some("The delivery was queued for another attempt. Reload to see it."),
         Some("replayed") => Some("The message was sent again as this new delivery."),
+        Some("example") => Some("The example was sent as this delivery. Reload to see its attempt."),
         _ => None,
     };
     let body = html! {

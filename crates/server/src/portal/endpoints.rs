@@ -33,6 +33,8 @@ fn notice(key: Option<&str>) -> Option<&'static str> {
         "recovered" => "Failed deliveries since the chosen time were queued again.",
         "retried" => "The delivery was queued for another attempt.",
         "replayed" => "The message was sent again as a new delivery.",
+        "saved" => "The endpoint's settings were saved.",
+        "deleted" => "The endpoint was deleted.",
         _ => return None,
     })
 }
@@ -74,8 +76,11 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx, Query(q): Query<O
     let is_admin = ctx.scope == Scope::Admin;
     let body = html! {
         div.heading {
-            h1 { "Endpoints" }
-            p.muted { "Where webhooks are sent, and how each has been answering." }
+            div {
+                h1 { "Endpoints" }
+                p.muted { "Where webhooks are sent, and how each has been answering." }
+            }
+            div.actions { a.button.primary href=(ctx.href("/portal/endpoints/new")) { "Add endpoint" } }
         }
         @if is_admin {
             form.filters method="get" action=(ctx.href("/portal")) {
@@ -93,7 +98,7 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx, Query(q): Query<O
         @if endpoints.data.is_empty() {
             section.card.empty {
                 p { "No endpoints yet." }
-                p.muted { "Endpoints are added by the provider through its API (" code { "POST /v1/endpoints" } ")." }
+                p.muted { "Add one to start receiving webhooks: " a href=(ctx.href("/portal/endpoints/new")) { "add an endpoint" } "." }
             }
         } @else {
             section.card aria-labelledby="list" {
@@ -203,6 +208,8 @@ pub async fn show(
     let since_default = (Utc::now() - chrono::Duration::hours(24))
         .format("%Y-%m-%dT%H:%M")
         .to_string();
+    let catalog = admin::event_type::list(pool).await?;
+    let examples = super::self_service::example_choices(&catalog, &e.event_types);
     let test_type = e
         .event_types
         .first()
@@ -212,7 +219,11 @@ pub async fn show(
         nav.crumbs aria-label="Breadcrumb" { a href=(ctx.href("/portal")) { "Endpoints" } " / " span { "Endpoint" } }
         div.heading {
             h1.url-title { (e.url) }
-            div { (state_badge(&e)) }
+            div.actions {
+                (state_badge(&e))
+                a.button href={(base) "/edit"} { "Edit" }
+                a.button href={(base) "/delete"} { "Delete" }
+            }
         }
         div.grid {
             section.card aria-labelledby="settings" {
@@ -224,6 +235,12 @@ pub async fn show(
                     dt { "Event types" } dd {
                         @if e.event_types.is_empty() { span.muted { "All event types" } }
                         @for t in &e.event_types { span.chip { (t) } " " }
+                    }
+                    dt { "Content filter" } dd {
+                        @match &e.filter {
+                            None => span.muted { "None: every event of these types" },
+                            Some(f) => code { (f) },
+                        }
                     }
                     dt { "Static headers" } dd {
                         @if header_names.is_empty() { span.muted { "None" } }
@@ -331,6 +348,20 @@ pub async fn show(
                         option value="168" { "7 days" }
                     }
                     button type="submit" { "Rotate secret" }
+                }
+            }
+        }
+        @if !examples.is_empty() {
+            section.card aria-labelledby="example-title" {
+                h2 #example-title { "Send an example" }
+                p.muted { "Sends one of the provider's example events to this endpoint only, then shows the attempt." }
+                form.inline method="post" action={(base) "/example"} {
+                    (csrf_field(&ctx))
+                    label for="example" { "Example" }
+                    select #example name="example" {
+                        @for (value, label) in &examples { option value=(value) { (label) } }
+                    }
+                    button.primary type="submit" { "Send example" }
                 }
             }
         }
