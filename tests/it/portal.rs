@@ -89,6 +89,19 @@ async fn the_portal_works_in_a_real_browser() {
     })
     .await;
 
+    let catalog = std::env::temp_dir().join(format!("outhook-browser-catalog-{}.json", std::process::id()));
+    std::fs::write(
+        &catalog,
+        r#"{"event_types": [
+             {"name": "item.sold", "group": "items", "description": "An item was sold.",
+              "examples": [{"item_id": "it_9", "price": {"amount": 1250, "currency": "EUR"}}]},
+             {"name": "item.listed", "group": "items", "description": "An item was put up for sale."},
+             {"name": "payout.sent", "group": "payouts", "description": "Money left for the seller's bank."}]}"#,
+    )
+    .unwrap();
+    cli(&server.url, &["event-type", "apply", catalog.to_str().unwrap()]);
+    std::fs::remove_file(&catalog).ok();
+    let new_url = receiver.url("/acme/new");
     let acme_link = link(&server, "acme").await;
     let globex_link = link(&server, "globex").await;
     let key = outhook_server::admin::portal::PortalKey::load(&server.pool)
@@ -115,6 +128,7 @@ async fn the_portal_works_in_a_real_browser() {
         .env("PORTAL_ENDPOINT_URL", &acme_url)
         .env("PORTAL_OTHER_URL", &globex_url)
         .env("PORTAL_DEAD_DELIVERY", dead_id.to_string())
+        .env("PORTAL_NEW_URL", &new_url)
         .env("PORTAL_SCREENSHOTS", &shots)
         .output()
         .unwrap();
@@ -125,6 +139,34 @@ async fn the_portal_works_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("portal browser checks passed"), "{stdout}");
+
+    // The example the customer sent verifies with the secret it copied,
+    // by the provider's own verifier; a tampered body does not.
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("new secret "))
+        .expect("the browser printed the secret it copied");
+    let example = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/acme/new")
+        .expect("the example reached the new endpoint");
+    assert_eq!(
+        &example.body[..],
+        br#"{"item_id": "it_9", "price": {"amount": 1250, "currency": "EUR"}}"#
+    );
+    let case = |body: &[u8]| outhook_testkit::verifiers::Case {
+        body: body.to_vec(),
+        headers: example.header_pairs(),
+        key: secret.to_owned(),
+    };
+    let verdicts = outhook_testkit::verifiers::run(
+        outhook_testkit::verifiers::Lang::Node,
+        "standard-webhooks",
+        &[case(&example.body), case(br#"{"item_id": "it_9"}"#)],
+    )
+    .unwrap();
+    assert!(verdicts[0].ok && !verdicts[1].ok, "{verdicts:?}");
 
     // What the browser did is in the database.
     let (_, retried) = server

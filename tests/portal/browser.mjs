@@ -21,6 +21,7 @@ const ADMIN_TOKEN = env('PORTAL_ADMIN_TOKEN');
 const ENDPOINT_URL = env('PORTAL_ENDPOINT_URL');
 const OTHER_URL = env('PORTAL_OTHER_URL');
 const DEAD_ID = env('PORTAL_DEAD_DELIVERY');
+const NEW_URL = env('PORTAL_NEW_URL');
 const SHOTS = process.env.PORTAL_SCREENSHOTS || '';
 
 const require = createRequire(import.meta.url);
@@ -184,6 +185,61 @@ try {
   response = await otherPage.goto(`${BASE}/portal/deliveries/${DEAD_ID}`);
   check(response.status() === 404, `another owner's delivery: ${response.status()}`);
   await other.close();
+
+  step = 'a customer adds an endpoint from the catalog';
+  await page.goto(`${BASE}/portal`);
+  await page.getByRole('link', { name: 'Add endpoint' }).click();
+  await page.getByRole('heading', { name: 'Add an endpoint', level: 1 }).waitFor();
+  await axe(page, 'endpoint form');
+  await shot(page, 'endpoint-new');
+  await page.getByLabel('Endpoint URL', { exact: true }).fill('http://10.9.9.9/hook');
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.getByRole('alert').getByText('private or reserved address').waitFor();
+  await axe(page, 'endpoint form refused');
+  await shot(page, 'endpoint-refused');
+  await page.getByLabel('Endpoint URL', { exact: true }).fill(NEW_URL);
+  await page.getByLabel('Description', { exact: true }).fill('the new one');
+  await page.getByRole('checkbox', { name: /item\.sold/ }).check();
+  await page.getByRole('checkbox', { name: /item\.listed/ }).check();
+  await page.getByLabel('Content filter', { exact: true }).fill('price.amount >= 100');
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.getByRole('heading', { name: 'Endpoint added', level: 1 }).waitFor();
+  const newSecret = await page.getByRole('textbox', { name: 'Secret' }).inputValue();
+  check(newSecret.startsWith('whsec_'), `secret ${newSecret}`);
+  console.log(`new secret ${newSecret}`);
+  await axe(page, 'endpoint added');
+  await shot(page, 'endpoint-created');
+
+  step = 'the customer sends a catalog example and watches the attempt';
+  await page.getByRole('link', { name: 'Go to the endpoint' }).click();
+  await page.getByRole('heading', { name: 'Send an example' }).waitFor();
+  const newEndpointPath = new URL(page.url()).pathname;
+  await page.getByLabel('Example', { exact: true }).selectOption({ label: 'item.sold' });
+  await page.getByRole('button', { name: 'Send example' }).click();
+  await page.getByText('The example was sent as this delivery').waitFor();
+  let sent = false;
+  for (let i = 0; i < 50 && !sent; i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+    sent = (await page.locator('h1 .badge').textContent()).includes('Delivered');
+  }
+  check(sent, 'the example was not delivered');
+
+  step = 'the customer edits the URL, then deletes the endpoint';
+  await page.goto(`${BASE}${newEndpointPath}/edit`);
+  await axe(page, 'endpoint edit');
+  await shot(page, 'endpoint-edit');
+  await page.getByLabel('Endpoint URL', { exact: true }).fill(`${NEW_URL}/v2`);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByText('settings were saved').waitFor();
+  check((await page.textContent('h1')).includes(`${NEW_URL}/v2`), 'the new URL is not shown');
+  await page.getByRole('link', { name: 'Delete' }).click();
+  await page.getByRole('heading', { name: 'Delete this endpoint?' }).waitFor();
+  await axe(page, 'endpoint delete');
+  await shot(page, 'endpoint-delete');
+  await page.getByRole('button', { name: 'Delete the endpoint' }).click();
+  await page.getByText('The endpoint was deleted').waitFor();
+  check(!(await page.textContent('body')).includes(`${NEW_URL}/v2`), 'the deleted endpoint is listed');
 
   step = 'an operator signs in with an admin token and sees every owner';
   const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
