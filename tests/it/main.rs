@@ -12,4 +12,5 @@ mod portal_self_service;
 mod secrets;
 mod signing_interop;
 mod signing_tamper;
+mod verify_page;
 mod worker_process;

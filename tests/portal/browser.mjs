@@ -214,6 +214,13 @@ try {
   await page.getByRole('link', { name: 'Go to the endpoint' }).click();
   await page.getByRole('heading', { name: 'Send an example' }).waitFor();
   const newEndpointPath = new URL(page.url()).pathname;
+  await page.getByRole('link', { name: /How your server verifies/ }).click();
+  await page.getByRole('heading', { name: 'Verify requests', level: 1 }).waitFor();
+  check((await page.locator('code.snippet.node').textContent()).includes('function verifyWebhook'), 'no Node snippet');
+  check((await page.locator('code.snippet.python').textContent()).includes('def verify_webhook'), 'no Python snippet');
+  await axe(page, 'verify');
+  await shot(page, 'verify');
+  await page.goto(`${BASE}${newEndpointPath}`);
   await page.getByLabel('Example', { exact: true }).selectOption({ label: 'item.sold' });
   await page.getByRole('button', { name: 'Send example' }).click();
   await page.getByText('The example was sent as this delivery').waitFor();

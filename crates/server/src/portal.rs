@@ -13,6 +13,7 @@ mod endpoints;
 mod layout;
 mod self_service;
 mod session;
+mod verify;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, OriginalUri, Request, State};
@@ -52,6 +53,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(self_service::confirm_delete).post(self_service::delete),
         )
         .route("/portal/endpoints/{id}/example", post(self_service::send_example))
+        .route("/portal/endpoints/{id}/verify", get(verify::show))
         .route("/portal/endpoints/{id}/rotate", post(endpoints::rotate))
         .route("/portal/endpoints/{id}/enable", post(endpoints::enable))
         .route("/portal/endpoints/{id}/disable", post(endpoints::disable))

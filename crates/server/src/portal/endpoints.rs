@@ -337,6 +337,7 @@ pub async fn show(
             } @else {
                 p { code.secret.masked { "••••••••••••••••••••••••" } " " a href={(base) "?reveal=1#secret"} { "Reveal secret" } }
             }
+            p { a href={(base) "/verify"} { "How your server verifies these requests, with code for Node and Python →" } }
             @if signs_with_secret {
                 form.inline method="post" action={(base) "/rotate"} {
                     (csrf_field(&ctx))

@@ -294,12 +294,20 @@ pub async fn create(State(state): State<AppState>, ctx: Ctx, Form(pairs): Form<P
     };
     let e = &created.endpoint;
     let href = ctx.href(&format!("/portal/endpoints/{}", e.id));
+    // What the customer verifies with: for `standard-webhooks-v1a` the
+    // public `whpk_` key, never the private one the provider signs with.
+    let shown = admin::endpoint::secrets(state.pool(), &ctx.scope, e.id)
+        .await?
+        .secrets
+        .into_iter()
+        .next()
+        .map(|(s, _)| s);
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href=(ctx.href("/portal")) { "Endpoints" } " / " span { "Added" } }
         div.heading { h1 { "Endpoint added" } }
         section.card aria-labelledby="secret-title" {
             h2 #secret-title { "Your signing secret" }
-            @if let Some(secret) = &created.secret {
+            @if let Some(secret) = &shown {
                 p { "Copy it now and keep it safe: it is shown once here. Your server verifies every request with it." }
                 label for="secret" { "Secret" }
                 input #secret.secret-copy readonly value=(secret.expose()) aria-describedby="secret-help";
