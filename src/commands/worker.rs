@@ -307,6 +307,19 @@ pub struct ServeArgs {
     /// endpoint (they may pick another).
     #[arg(long, env = "OUTHOOK_PORTAL_DEFAULT_SCHEME", default_value = "standard-webhooks")]
     portal_default_scheme: String,
+    /// The portal's name, in its header and page titles.
+    #[arg(long, env = "OUTHOOK_PORTAL_TITLE", default_value = "Webhooks")]
+    portal_title: String,
+    /// A logo for the portal's header: a PNG, JPEG or SVG file of at most
+    /// 256 KiB, read at start and served by the portal itself.
+    #[arg(long, env = "OUTHOOK_PORTAL_LOGO")]
+    portal_logo: Option<std::path::PathBuf>,
+    /// The portal's primary colour, `#rrggbb` (buttons; links where it reads on white).
+    #[arg(long, env = "OUTHOOK_PORTAL_PRIMARY_COLOR")]
+    portal_primary_color: Option<String>,
+    /// Where the portal's customers ask for help: an https:// or mailto: address.
+    #[arg(long, env = "OUTHOOK_PORTAL_SUPPORT_URL")]
+    portal_support_url: Option<String>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -330,6 +343,12 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             outhook_signer::Scheme::NAMES.join(", ")
         );
     }
+    let brand = outhook_server::Brand::new(
+        &args.portal_title,
+        args.portal_logo.as_deref(),
+        args.portal_primary_color.as_deref(),
+        args.portal_support_url.as_deref(),
+    )?;
     let api_pool = db.pool(args.api_pool_size).await?;
     secrets_at_start(&api_pool, args.no_worker).await?;
     let handle = outhook_server::metrics::install()?;
@@ -344,6 +363,7 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             portal_session_ttl: args.portal_session_ttl,
             max_endpoints_per_owner: args.max_endpoints_per_owner,
             portal_default_scheme: args.portal_default_scheme.clone(),
+            portal_brand: std::sync::Arc::new(brand),
         },
         Some(handle.clone()),
     );

@@ -62,7 +62,25 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
 /// violation on any page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_works_in_a_real_browser() {
-    let server = Server::start(&[]).await;
+    // The provider's brand: a logo served by the portal, a colour, a title
+    // and a support link.
+    let logo = std::env::temp_dir().join(format!("outhook-logo-{}.svg", std::process::id()));
+    std::fs::write(
+        &logo,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><circle cx="14" cy="14" r="12" fill="#0a7d5a"/></svg>"##,
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--portal-title",
+        "Acme Resale",
+        "--portal-logo",
+        logo.to_str().unwrap(),
+        "--portal-primary-color",
+        "#0a7d5a",
+        "--portal-support-url",
+        "mailto:help@acme.example",
+    ])
+    .await;
     let receiver = Receiver::start().await.unwrap();
     receiver.set_default(Reply::Body(500, "from-the-receiver: database is down".into()));
     let acme_url = receiver.url("/acme/hooks");

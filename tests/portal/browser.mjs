@@ -92,6 +92,30 @@ try {
   await axe(page, 'endpoints');
   await shot(page, 'endpoints');
 
+  step = 'the provider\'s brand: title, logo, colour, support link';
+  check((await page.title()).includes('Acme Resale'), `title ${await page.title()}`);
+  check((await page.locator('header .brand').textContent()).includes('Acme Resale'), 'brand name');
+  const logoWidth = await page.locator('img.brand-logo').evaluate((img) => img.naturalWidth);
+  check(logoWidth > 0, 'the logo did not load under the CSP');
+  check(await page.getByRole('link', { name: 'Help and support' }).getAttribute('href') === 'mailto:help@acme.example', 'support link');
+  const addColour = await page.getByRole('link', { name: 'Add endpoint' })
+    .evaluate((a) => getComputedStyle(a).backgroundColor);
+  check(addColour === 'rgb(10, 125, 90)', `primary colour ${addColour}`);
+
+  step = 'dark mode follows the browser';
+  const dark = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'dark' });
+  const darkPage = await dark.newPage();
+  await darkPage.goto(LINK);
+  await darkPage.getByRole('heading', { name: 'Endpoints', level: 1 }).waitFor();
+  const darkBg = await darkPage.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(darkBg === 'rgb(11, 16, 32)', `dark background ${darkBg}`);
+  await axe(darkPage, 'endpoints (dark)');
+  await shot(darkPage, 'endpoints-dark');
+  await darkPage.goto(`${BASE}/portal/endpoints/new`);
+  await axe(darkPage, 'endpoint form (dark)');
+  await shot(darkPage, 'endpoint-new-dark');
+  await dark.close();
+
   step = 'the endpoint page';
   await page.getByRole('link', { name: ENDPOINT_URL }).click();
   await page.getByRole('heading', { name: 'Signing secret' }).waitFor();

@@ -12,6 +12,7 @@ mod state;
 
 pub use crate::api::model;
 pub use crate::openapi::{openapi, openapi_json};
+pub use crate::portal::{Brand, BrandError, Logo};
 pub use crate::state::{AppState, ServerConfig};
 
 use axum::Router;

@@ -8,6 +8,7 @@
 //! [`crate::admin`] with the session's [`Scope`], exactly as the API does.
 //! Pages carry no script: forms post (with a CSRF token) and redirect.
 
+mod brand;
 mod deliveries;
 mod endpoints;
 mod layout;
@@ -22,6 +23,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
+
+pub use brand::{Brand, BrandError, Logo};
 
 use crate::admin::Scope;
 use crate::admin::portal::{Session, csrf_check, csrf_token, session_open};
@@ -64,6 +67,8 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/portal/deliveries/{id}/retry", post(deliveries::retry))
         .route("/portal/deliveries/{id}/replay", post(deliveries::replay))
         .route("/portal/assets/portal.css", get(css))
+        .route("/portal/assets/brand.css", get(brand_css))
+        .route("/portal/assets/logo", get(logo))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
 }
 
@@ -78,11 +83,38 @@ async fn css() -> impl IntoResponse {
     )
 }
 
+/// The brand's stylesheet: its primary colour.
+async fn brand_css(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        state.config().portal_brand.css(),
+    )
+}
+
+/// The brand's logo, served from the server itself (the CSP allows no
+/// other origin).
+async fn logo(State(state): State<AppState>) -> Response {
+    match &state.config().portal_brand.logo {
+        Some(l) => (
+            [
+                (header::CONTENT_TYPE, l.content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            l.bytes.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Headers on every portal response: a strict CSP (no script at all, the
 /// allowed parent origins for iframes), no caching of pages that may show
 /// secrets, no referrer (a link's token must not leak).
 async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let is_asset = request.uri().path().ends_with(".css");
+    let is_asset = request.uri().path().starts_with("/portal/assets/");
     let prefix = match request.extensions().get::<OriginalUri>() {
         Some(OriginalUri(original)) => original
             .path()
@@ -96,7 +128,11 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
         // Errors are drawn here, where the stylesheet's address is known.
         let title = e.status.canonical_reason().unwrap_or("Error");
         let css = format!("{prefix}/portal/assets/portal.css");
-        response = (e.status, layout::error_page(&css, title, &e.message)).into_response();
+        response = (
+            e.status,
+            layout::error_page(&css, &state.config().portal_brand, title, &e.message),
+        )
+            .into_response();
     }
     let ancestors = &state.config().portal_frame_ancestors;
     let frame_ancestors = if ancestors.is_empty() {
@@ -178,6 +214,8 @@ pub(crate) struct Ctx {
     pub scope: Scope,
     /// The token its forms carry.
     pub csrf: String,
+    /// The provider's brand.
+    pub brand: std::sync::Arc<Brand>,
 }
 
 impl Ctx {
@@ -235,6 +273,7 @@ impl FromRequestParts<AppState> for Ctx {
         };
         Ok(Self {
             scope: session.scope(),
+            brand: state.config().portal_brand.clone(),
             csrf: csrf_token(key, &session),
             session,
             base,

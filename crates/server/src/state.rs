@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub max_endpoints_per_owner: u32,
     /// The scheme the portal's form offers first for a new endpoint.
     pub portal_default_scheme: String,
+    /// The provider's brand on the portal.
+    pub portal_brand: std::sync::Arc<crate::portal::Brand>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             portal_session_ttl: Duration::from_secs(3600),
             max_endpoints_per_owner: 20,
             portal_default_scheme: "standard-webhooks".to_owned(),
+            portal_brand: std::sync::Arc::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, html};
 use outhook_dispatcher::db::attempt::HourlyOutcome;
 use outhook_dispatcher::db::delivery::DeliveryStatus;
 
-use super::Ctx;
+use super::{Brand, Ctx};
 
 /// Which section of the navigation a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub enum Nav {
 /// A whole page: head, header with navigation, the notice of the last
 /// action, and `body`.
 pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup) -> Markup {
+    let brand = &ctx.brand;
     let who = match ctx.scope.owner() {
         Some(owner) => html! { "Signed in as " strong { (owner) } },
         None => html! { "Operator: " strong { "every owner" } },
@@ -27,14 +28,11 @@ pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title, &ctx.href("/portal/assets/portal.css")))
+            (head(title, &ctx.href("/portal/assets/portal.css"), brand))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    div.brand {
-                        span.logo aria-hidden="true" { "◆" }
-                        span { "Webhooks" }
-                    }
+                    (brand_mark(brand, &ctx.href("/portal/assets/logo")))
                     nav aria-label="Sections" {
                         ul {
                             li { a href=(ctx.href("/portal")) aria-current=[(nav == Nav::Endpoints).then_some("page")] { "Endpoints" } }
@@ -55,31 +53,52 @@ pub fn page(ctx: &Ctx, title: &str, nav: Nav, notice: Option<&str>, body: Markup
                     }
                     (body)
                 }
-                footer.foot { "Times are UTC. Powered by Outhook." }
+                footer.foot {
+                    "Times are UTC. "
+                    @if let Some(help) = &brand.support_url { a href=(help) { "Help and support" } ". " }
+                    "Powered by Outhook."
+                }
             }
         }
     }
 }
 
-/// Every page's `<head>`.
-fn head(title: &str, css: &str) -> Markup {
+/// Every page's `<head>`: the stylesheet, then the brand's beside it.
+fn head(title: &str, css: &str, brand: &Brand) -> Markup {
+    let brand_css = css.replace("portal.css", "brand.css");
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " · Webhooks" }
+            meta name="color-scheme" content="light dark";
+            title { (title) " · " (brand.title) }
             link rel="stylesheet" href=(css);
+            @if brand.primary.is_some() { link rel="stylesheet" href=(brand_css); }
+        }
+    }
+}
+
+/// The brand's logo (or a mark) and title.
+pub fn brand_mark(brand: &Brand, logo_href: &str) -> Markup {
+    html! {
+        div.brand {
+            @if brand.logo.is_some() {
+                img.brand-logo src=(logo_href) alt="" height="28";
+            } @else {
+                span.logo aria-hidden="true" { "◆" }
+            }
+            span { (brand.title) }
         }
     }
 }
 
 /// A page without a session: sign-in and errors. `css` is the stylesheet's
 /// address.
-pub fn bare(css: &str, title: &str, body: Markup) -> Markup {
+pub fn bare(css: &str, brand: &Brand, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title, css))
+            (head(title, css, brand))
             body.bare {
                 main #main.card.narrow { (body) }
             }
@@ -88,12 +107,13 @@ pub fn bare(css: &str, title: &str, body: Markup) -> Markup {
 }
 
 /// An error page.
-pub fn error_page(css: &str, title: &str, message: &str) -> Markup {
+pub fn error_page(css: &str, brand: &Brand, title: &str, message: &str) -> Markup {
     bare(
         css,
+        brand,
         title,
         html! {
-            div.brand { span.logo aria-hidden="true" { "◆" } span { "Webhooks" } }
+            (brand_mark(brand, &css.replace("portal.css", "logo")))
             h1 { (title) }
             p { (message) }
         },

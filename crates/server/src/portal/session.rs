@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::bare;
+use super::layout::{bare, brand_mark};
 use super::{Base, COOKIE, Ctx, PageResult, PortalError};
 use crate::admin::portal::{link_open, session_issue};
 use crate::admin::{Scope, token};
@@ -49,12 +49,14 @@ fn signed_in(
     Ok(response)
 }
 
-fn login_page(base: &Base, error: Option<&str>) -> maud::Markup {
+fn login_page(state: &AppState, base: &Base, error: Option<&str>) -> maud::Markup {
+    let brand = &state.config().portal_brand;
     bare(
         &base.href("/portal/assets/portal.css"),
+        brand,
         "Sign in",
         html! {
-            div.brand { span.logo aria-hidden="true" { "◆" } span { "Webhooks" } }
+            (brand_mark(brand, &base.href("/portal/assets/logo")))
             h1 { "Sign in" }
             p.muted { "Operators sign in with an API token (" code { "outhook token new --admin" } "). Customers open the portal through the link their provider gives them." }
             @if let Some(e) = error {
@@ -70,8 +72,8 @@ fn login_page(base: &Base, error: Option<&str>) -> maud::Markup {
 }
 
 /// `GET /portal/login`.
-pub async fn login_form(base: Base) -> Response {
-    login_page(&base, None).into_response()
+pub async fn login_form(State(state): State<AppState>, base: Base) -> Response {
+    login_page(&state, &base, None).into_response()
 }
 
 /// The sign-in form.
@@ -87,7 +89,7 @@ pub async fn login(State(state): State<AppState>, base: Base, Form(form): Form<L
     let Some(scope) = token::authenticate(state.pool(), token_text).await? else {
         return Ok((
             StatusCode::UNAUTHORIZED,
-            login_page(&base, Some("That token is unknown, revoked or expired.")),
+            login_page(&state, &base, Some("That token is unknown, revoked or expired.")),
         )
             .into_response());
     };
