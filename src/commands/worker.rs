@@ -307,6 +307,11 @@ pub struct ServeArgs {
     /// endpoint (they may pick another).
     #[arg(long, env = "OUTHOOK_PORTAL_DEFAULT_SCHEME", default_value = "standard-webhooks")]
     portal_default_scheme: String,
+    /// Check every message sent through the API against its event type's
+    /// JSON Schema, when it has one (without this, only types marked
+    /// `validate` are checked).
+    #[arg(long, env = "OUTHOOK_VALIDATE_EVENT_SCHEMAS")]
+    validate_event_schemas: bool,
     /// The portal's name, in its header and page titles.
     #[arg(long, env = "OUTHOOK_PORTAL_TITLE", default_value = "Webhooks")]
     portal_title: String,
@@ -364,6 +369,7 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             max_endpoints_per_owner: args.max_endpoints_per_owner,
             portal_default_scheme: args.portal_default_scheme.clone(),
             portal_brand: std::sync::Arc::new(brand),
+            validate_event_schemas: args.validate_event_schemas,
         },
         Some(handle.clone()),
     );

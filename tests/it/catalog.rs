@@ -506,3 +506,118 @@ async fn an_event_type_name_outside_the_rule_is_refused_on_every_path() {
         .unwrap_err();
     assert!(err.to_string().contains("endpoint_event_type_names"), "{err}");
 }
+
+/// Sends `payload` of `event_type` to `acme` until the answer's status is
+/// `want` (the schemas are read again within a second of a change).
+async fn send_until(server: &Server, event_type: &str, payload: Value, want: StatusCode) -> Value {
+    for _ in 0..40 {
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"event_type": event_type, "owner": "acme", "payload": payload})),
+            )
+            .await;
+        if status == want {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{event_type} never answered {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_are_checked_against_their_schema_when_asked_with_every_failing_path() {
+    let server = Server::start(&[]).await;
+    let schema = json!({"type": "object", "required": ["item_id"],
+                        "properties": {"item_id": {"type": "string"}, "price": {"type": "number", "minimum": 0}}});
+    // A schema that does not compile, and an example it refuses, are refused.
+    let (status, body) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-types/item.sold",
+            Some(json!({"schema": {"type": 5}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not a usable JSON Schema"),
+        "{body}"
+    );
+    let (status, body) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-types/item.sold",
+            Some(json!({"schema": schema, "examples": [{"item_id": "it_1", "price": -1}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("example 1 does not match the schema at `/price`"),
+        "{body}"
+    );
+
+    // Off by default: a schema alone checks nothing.
+    let (status, _) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-types/item.sold",
+            Some(json!({"schema": schema})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let bad = json!({"price": "free"});
+    send_until(&server, "item.sold", bad.clone(), StatusCode::CREATED).await;
+
+    // On for the type: every failing path is listed, nothing is enqueued.
+    let (status, _) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-types/item.sold",
+            Some(json!({"schema": schema, "validate": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let problem = send_until(&server, "item.sold", bad.clone(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["type"], "urn:outhook:problem:schema-mismatch");
+    let paths: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"") && paths.contains(&"/price"), "{problem}");
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outhook.outbox")
+            .fetch_one(&server.pool)
+            .await
+            .unwrap()
+    };
+    let before = count().await;
+    send_until(&server, "item.sold", bad.clone(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(count().await, before, "a refused payload was enqueued");
+    send_until(
+        &server,
+        "item.sold",
+        json!({"item_id": "it_1", "price": 3}),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Types without a schema are not checked.
+    send_until(&server, "item.listed", bad.clone(), StatusCode::CREATED).await;
+
+    // Server-wide: every type with a schema, whatever its flag.
+    let wide = Server::start(&["--validate-event-schemas"]).await;
+    let (status, _) = wide
+        .admin(
+            Method::PUT,
+            "/v1/event-types/item.sold",
+            Some(json!({"schema": schema})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send_until(&wide, "item.sold", bad, StatusCode::UNPROCESSABLE_ENTITY).await;
+}

@@ -13,6 +13,7 @@ pub mod event_type;
 pub mod key;
 pub mod message;
 pub mod portal;
+pub mod schema;
 pub mod token;
 
 use outhook_dispatcher::http::UrlError;
@@ -78,6 +79,14 @@ pub enum Error {
     /// catalog is strict and does not hold it.
     #[error("{0}")]
     EventRefused(String),
+    /// A payload that does not match its event type's JSON Schema.
+    #[error("the payload does not match the schema of `{event_type}`: {}", failures.first().map(|f| format!("{} at `{}`", f.message, f.path)).unwrap_or_default())]
+    SchemaMismatch {
+        /// The event type.
+        event_type: String,
+        /// Where and why, at most 20.
+        failures: Vec<schema::Failure>,
+    },
     /// A content filter that does not parse.
     #[error("filter: {0}")]
     Filter(#[from] outhook_dispatcher::filter::FilterError),

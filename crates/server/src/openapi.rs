@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
         health::live, health::ready, health::metrics,
     ),
     components(schemas(
-        Problem, model::EndpointIn, model::EndpointPatchIn, model::EndpointOut, model::EndpointCreatedOut,
+        Problem, crate::problem::ProblemError, model::EndpointIn, model::EndpointPatchIn, model::EndpointOut, model::EndpointCreatedOut,
         model::EndpointPage, model::SecretOut, model::SecretsOut, model::RotateIn, model::RotateOut,
         model::MessageIn, model::MessageOut, model::MessageCreatedOut, model::MessageDetailOut, model::MessagePage,
         model::ReplayIn, model::ReplayOut, model::DeliveryOut, model::AttemptOut, model::DeliveryDetailOut,

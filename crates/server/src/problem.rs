@@ -38,6 +38,9 @@ pub enum ProblemKind {
     EventTypeRefused,
     /// A content filter that does not parse; the detail names the column.
     InvalidFilter,
+    /// A payload that does not match its event type's JSON Schema; `errors`
+    /// lists where and why.
+    SchemaMismatch,
     /// The owner has as many endpoints as the operator allows.
     EndpointLimit,
     /// The token's scope may not do this (an owner token writing the
@@ -68,6 +71,7 @@ impl ProblemKind {
         Self::InvalidParameter,
         Self::EventTypeRefused,
         Self::InvalidFilter,
+        Self::SchemaMismatch,
         Self::EndpointLimit,
         Self::Forbidden,
         Self::IdempotencyConflict,
@@ -91,6 +95,7 @@ impl ProblemKind {
             Self::InvalidParameter => "invalid-parameter",
             Self::EventTypeRefused => "event-type-refused",
             Self::InvalidFilter => "invalid-filter",
+            Self::SchemaMismatch => "schema-mismatch",
             Self::EndpointLimit => "endpoint-limit",
             Self::Forbidden => "forbidden",
             Self::IdempotencyConflict => "idempotency-conflict",
@@ -119,6 +124,7 @@ impl ProblemKind {
             | Self::AddressRefused
             | Self::EventTypeRefused
             | Self::InvalidFilter
+            | Self::SchemaMismatch
             | Self::EndpointLimit => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::IdempotencyConflict => StatusCode::CONFLICT,
@@ -143,6 +149,7 @@ impl ProblemKind {
             Self::InvalidParameter => "Invalid parameter",
             Self::EventTypeRefused => "The event type is refused",
             Self::InvalidFilter => "The content filter does not parse",
+            Self::SchemaMismatch => "The payload does not match its event type's schema",
             Self::EndpointLimit => "The owner has the most endpoints allowed",
             Self::Forbidden => "This token may not do this",
             Self::IdempotencyConflict => "Idempotency-Key conflict",
@@ -164,8 +171,20 @@ pub struct Problem {
     pub status: u16,
     /// What was wrong with this request.
     pub detail: String,
+    /// For `schema-mismatch`: each failing place of the payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemError>>,
     #[serde(skip)]
     kind: Option<ProblemKind>,
+}
+
+/// One failing place of a payload.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemError {
+    /// A JSON Pointer to the failing value (empty: the whole payload).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 impl Problem {
@@ -176,6 +195,7 @@ impl Problem {
             title: kind.title().to_owned(),
             status: kind.status().as_u16(),
             detail: detail.into(),
+            errors: None,
             kind: Some(kind),
         }
     }
@@ -219,6 +239,7 @@ impl From<crate::admin::Error> for Problem {
             E::Parameter { .. } => ProblemKind::InvalidParameter,
             E::EventRefused(_) => ProblemKind::EventTypeRefused,
             E::Filter(_) => ProblemKind::InvalidFilter,
+            E::SchemaMismatch { .. } => ProblemKind::SchemaMismatch,
             E::EndpointLimit { .. } => ProblemKind::EndpointLimit,
             E::Forbidden(_) => ProblemKind::Forbidden,
             E::Database(_) | E::Unavailable(_) => ProblemKind::Unavailable,
@@ -227,6 +248,18 @@ impl From<crate::admin::Error> for Problem {
         if matches!(kind, ProblemKind::Unavailable | ProblemKind::Internal) {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
         }
-        Problem::new(kind, e.to_string())
+        let mut problem = Problem::new(kind, e.to_string());
+        if let E::SchemaMismatch { failures, .. } = e {
+            problem.errors = Some(
+                failures
+                    .into_iter()
+                    .map(|f| ProblemError {
+                        path: f.path,
+                        message: f.message,
+                    })
+                    .collect(),
+            );
+        }
+        problem
     }
 }

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub portal_default_scheme: String,
     /// The provider's brand on the portal.
     pub portal_brand: std::sync::Arc<crate::portal::Brand>,
+    /// Check every message's payload against its event type's JSON Schema
+    /// (when it has one), not only types marked `validate`.
+    pub validate_event_schemas: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             max_endpoints_per_owner: 20,
             portal_default_scheme: "standard-webhooks".to_owned(),
             portal_brand: std::sync::Arc::default(),
+            validate_event_schemas: false,
         }
     }
 }
@@ -72,6 +76,7 @@ struct Inner {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Shares commits between concurrent `POST /v1/messages`.
     ingest: crate::admin::message::Ingest,
+    schemas: crate::admin::schema::SchemaCache,
     /// The portal's signing key, read from the database on first use.
     portal_key: tokio::sync::OnceCell<crate::admin::portal::PortalKey>,
 }
@@ -100,6 +105,7 @@ impl AppState {
                 tokens: Mutex::new(HashMap::new()),
                 metrics,
                 ingest: crate::admin::message::Ingest::start(pool.clone(), 256),
+                schemas: crate::admin::schema::SchemaCache::default(),
                 portal_key: tokio::sync::OnceCell::new(),
                 pool,
             }),
@@ -116,7 +122,12 @@ impl AppState {
         &self.inner.ingest
     }
 
-    /// The settings.
+    /// The catalog's compiled JSON Schemas.
+    pub fn schemas(&self) -> &crate::admin::schema::SchemaCache {
+        &self.inner.schemas
+    }
+
+    /// The server's settings.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
     }

@@ -102,6 +102,26 @@ fn check(input: EventTypeInput) -> Result<EventTypeDef> {
             format!("the schema and examples take at most {MAX_DOCUMENT_BYTES} bytes"),
         ));
     }
+    if let Some(schema) = &input.schema {
+        // A schema that does not compile, or examples it refuses, are the
+        // provider's mistakes: said now, not at the first event.
+        let validator = super::schema::compile(schema)?;
+        for (i, e) in input.examples.iter().enumerate() {
+            let value: serde_json::Value =
+                serde_json::from_str(e.get()).map_err(|err| Error::parameter("examples", err.to_string()))?;
+            if let Some(f) = super::schema::failures(&validator, &value).first() {
+                return Err(Error::parameter(
+                    "examples",
+                    format!(
+                        "example {} does not match the schema at `{}`: {}",
+                        i + 1,
+                        f.path,
+                        f.message
+                    ),
+                ));
+            }
+        }
+    }
     if input.validate && input.schema.is_none() {
         return Err(Error::parameter("validate", "needs a schema to validate against"));
     }

@@ -40,6 +40,15 @@ pub async fn create(
     Caller(scope): Caller,
     ApiJson(input): ApiJson<MessageIn>,
 ) -> Result<(StatusCode, Json<MessageCreatedOut>), Problem> {
+    state
+        .schemas()
+        .check(
+            state.pool(),
+            state.config().validate_event_schemas,
+            &input.event_type,
+            input.payload.get(),
+        )
+        .await?;
     let done = state
         .ingest()
         .create(
