@@ -9,6 +9,11 @@
 //!   connections for 20 s against `outhook serve` (API and worker), beside
 //!   the SQL path it wraps (pgbench: one `INSERT INTO outhook.outbox` per
 //!   transaction from 64 connections) in the same run; serve's peak RSS.
+//! - `ingest-catalog`: the same load, with `outhook serve --no-worker`, to
+//!   an owner with one endpoint and no filter, to an owner with 100
+//!   endpoints each filtering on another `data.shard` (every message
+//!   matches exactly one), and with the event type's JSON Schema checked;
+//!   the first again at the end, for the drift within the run.
 //! - `listing`: delivery listing and one delivery's attempt log, with a
 //!   million attempts logged, from 8 connections; then the portal's pages
 //!   on the same data, as the customer (a portal link's session) and as an
@@ -239,6 +244,98 @@ async fn ingest(url: &str) -> Result<Vec<serde_json::Value>> {
     ])
 }
 
+/// The ingest load against `serve` (already started) for `owner`.
+fn ingest_load(serve: &Serve, token: &str, owner: &str, variant: &str) -> Result<serde_json::Value> {
+    let api = wrk(
+        64,
+        20,
+        "ingest.lua",
+        &format!("{}/v1/messages", serve.base),
+        &[("OUTHOOK_BENCH_TOKEN", token), ("OUTHOOK_BENCH_OWNER", owner)],
+    )?;
+    Ok(serde_json::json!({
+        "scenario": "ingest-catalog", "variant": variant, "tool": "wrk -t2 -c64 -d20s, 1 KiB payload, serve --no-worker",
+        "messages_per_second": api.rps.round(), "p50_ms": round(api.p50_ms, 2), "p99_ms": round(api.p99_ms, 2),
+        "requests": api.requests, "non_2xx": api.non_2xx,
+    }))
+}
+
+async fn ingest_catalog(url: &str) -> Result<Vec<serde_json::Value>> {
+    outhook(url, &["migrate"])?;
+    let token = outhook(url, &["token", "new", "--admin"])?;
+    let add = |owner: &str, filter: Option<String>| -> Result<()> {
+        let mut args = vec![
+            "--allow-network".to_owned(),
+            "127.0.0.0/8".to_owned(),
+            "endpoint".to_owned(),
+            "add".to_owned(),
+            "--owner".to_owned(),
+            owner.to_owned(),
+            "--url".to_owned(),
+            "http://127.0.0.1:9/hook".to_owned(),
+            "--scheme".to_owned(),
+            "standard-webhooks".to_owned(),
+            "--event-type".to_owned(),
+            "item.sold".to_owned(),
+        ];
+        if let Some(f) = filter {
+            args.push("--filter".to_owned());
+            args.push(f);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        outhook(url, &args).map(|_| ())
+    };
+    add("one", None)?;
+    for shard in 0..100 {
+        add("many", Some(format!("data.shard = {shard}")))?;
+    }
+    let mut out = Vec::new();
+    {
+        let serve = Serve::start(url, &["--no-worker"]).await?;
+        out.push(ingest_load(&serve, &token, "one", "1 endpoint, no filter")?);
+        out.push(ingest_load(
+            &serve,
+            &token,
+            "many",
+            "100 endpoints, a filter each, 1 matches",
+        )?);
+    }
+    let schema_file = std::env::temp_dir().join(format!("outhook-bench-schema-{}.json", std::process::id()));
+    std::fs::write(
+        &schema_file,
+        r#"{"type":"object","required":["type","data"],"properties":{"type":{"type":"string"},
+            "data":{"type":"object","required":["item_id"],"properties":{"item_id":{"type":"string"},
+            "shard":{"type":"integer","minimum":0},"pad":{"type":"string","maxLength":4096}}}}}"#,
+    )?;
+    outhook(
+        url,
+        &[
+            "event-type",
+            "add",
+            "item.sold",
+            "--schema",
+            schema_file.to_str().unwrap_or_default(),
+            "--validate",
+        ],
+    )?;
+    let _ = std::fs::remove_file(&schema_file);
+    {
+        let serve = Serve::start(url, &["--no-worker"]).await?;
+        out.push(ingest_load(
+            &serve,
+            &token,
+            "one",
+            "1 endpoint, no filter, JSON Schema validated",
+        )?);
+    }
+    outhook(url, &["event-type", "delete", "item.sold"])?;
+    {
+        let serve = Serve::start(url, &["--no-worker"]).await?;
+        out.push(ingest_load(&serve, &token, "one", "1 endpoint, no filter (again)")?);
+    }
+    Ok(out)
+}
+
 async fn listing(url: &str) -> Result<Vec<serde_json::Value>> {
     outhook(url, &["migrate"])?;
     let token = outhook(url, &["token", "new", "--admin"])?;
@@ -413,6 +510,15 @@ fn main() -> Result<()> {
         let (cluster, url) = outhook_testkit::postgres::database_or_throwaway(&["fsync=on"]).await?;
         if runs("ingest") {
             for line in ingest(&url).await? {
+                println!("{line}");
+            }
+        }
+        if runs("ingest-catalog") {
+            let url = match &cluster {
+                Some(c) => c.create_database().await?,
+                None => outhook_testkit::postgres::database_url().await?,
+            };
+            for line in ingest_catalog(&url).await? {
                 println!("{line}");
             }
         }

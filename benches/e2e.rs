@@ -273,6 +273,9 @@ struct Scenario {
     limited: Option<(f64, usize)>,
     /// Long or heavy: runs only when named in full, not by a prefix.
     named_only: bool,
+    /// Each endpoint filters on its own `data.shard`, and each event
+    /// carries one, so every event matches exactly one endpoint.
+    filtered: bool,
 }
 
 const BASE: Scenario = Scenario {
@@ -294,6 +297,7 @@ const BASE: Scenario = Scenario {
     serve: false,
     limited: None,
     named_only: false,
+    filtered: false,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -308,6 +312,15 @@ fn scenarios() -> Vec<Scenario> {
             name: "burst-serve",
             events: 100_000,
             serve: true,
+            ..BASE
+        },
+        // The burst to one owner of 100 endpoints, each filtering on its
+        // own shard: every event matches exactly one (compare with `burst`).
+        Scenario {
+            name: "burst-filtered-100",
+            events: 100_000,
+            endpoints: 100,
+            filtered: true,
             ..BASE
         },
         Scenario {
@@ -459,8 +472,9 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn payload(seq: usize, size: usize) -> String {
-    let mut p = format!(r#"{{"seq":{seq},"type":"item.sold","data":{{"item_id":"PART_{seq:08}","pad":""#);
+fn payload(seq: usize, size: usize, shard: Option<usize>) -> String {
+    let shard = shard.map(|s| format!(r#""shard":{s},"#)).unwrap_or_default();
+    let mut p = format!(r#"{{"seq":{seq},"type":"item.sold","data":{{"item_id":"PART_{seq:08}",{shard}"pad":""#);
     while p.len() + 3 < size {
         p.push('x');
     }
@@ -482,7 +496,9 @@ async fn enqueue(
     let mut seq = from;
     while seq < to {
         let end = (seq + batch).min(to);
-        let payloads: Vec<String> = (seq..end).map(|i| payload(i, s.payload_bytes)).collect();
+        let payloads: Vec<String> = (seq..end)
+            .map(|i| payload(i, s.payload_bytes, s.filtered.then(|| i % s.endpoints)))
+            .collect();
         let events: Vec<Event> = payloads
             .iter()
             .map(|p| Event {
@@ -536,7 +552,13 @@ async fn run(
             &pool,
             &NewEndpoint {
                 owner: "bench".into(),
-                url: receiver.url(e),
+                // Filtered: one receiver path for all, as each event goes
+                // to one endpoint only (arrivals are keyed by path).
+                url: receiver.url(if s.filtered { 0 } else { e }),
+                filter: s
+                    .filtered
+                    .then(|| outhook_dispatcher::filter::Filter::parse(&format!("data.shard = {e}")))
+                    .transpose()?,
                 scheme: s.scheme.into(),
                 secret: (s.scheme != "cometh")
                     .then(|| outhook_signer::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
@@ -590,9 +612,11 @@ async fn run(
     } else {
         s.events
     };
+    let enqueue_started = Instant::now();
     if !steady {
         enqueue(&pool, "bench", s, 0, planned, 1000, &mut commits).await?;
     }
+    let enqueue_seconds = enqueue_started.elapsed().as_secs_f64();
     let profiling = profile_reset(&pool).await;
     let machine_start = proc::machine_busy_seconds();
     let started_ns = now_ns();
@@ -648,7 +672,11 @@ async fn run(
         }
     }
     let total_events = commits.len();
-    let expected = (total_events * s.endpoints) as u64;
+    let expected = if s.filtered {
+        total_events as u64
+    } else {
+        (total_events * s.endpoints) as u64
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut usage = (0.0, 0.0);
     loop {
@@ -761,6 +789,9 @@ async fn run(
         "workers": s.workers,
         "seconds": r2(seconds),
         "startup_ms": r2(startup_ms),
+        // Burst scenarios: enqueueing every event before the workers start
+        // (transactions of 1,000, with the fan-out), events per second.
+        "enqueue_events_per_second": (!steady).then(|| (total_events as f64 / enqueue_seconds).round()),
         "deliveries_per_second": (expected as f64 / seconds).round(),
         "latency_ms": {
             "p50": r2(percentile(&latencies, 50.0)),
@@ -1098,7 +1129,7 @@ async fn floors(url: &str) -> Result<Vec<serde_json::Value>> {
     )
     .fetch_one(&pool)
     .await?;
-    let body = payload(1, 1024);
+    let body = payload(1, 1024, None);
     sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) SELECT 't', $2::json, $1 FROM generate_series(1, 400000)")
         .bind(endpoint)
         .bind(&body)

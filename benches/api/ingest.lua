@@ -4,4 +4,4 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("OUTHOOK_BENCH_TOKEN")
 wrk.body = '{"event_type":"item.sold","owner":"' .. os.getenv("OUTHOOK_BENCH_OWNER") ..
-  '","payload":{"type":"item.sold","data":{"item_id":"PART_00000001","pad":"' .. string.rep("x", 950) .. '"}}}'
+  '","payload":{"type":"item.sold","data":{"item_id":"PART_00000001","shard":7,"pad":"' .. string.rep("x", 950) .. '"}}}'

@@ -159,7 +159,7 @@ fn contrast(a: [u8; 3], b: [u8; 3]) -> f64 {
 }
 
 impl Logo {
-    /// Reads a PNG, JPEG or SVG logo of at most [`MAX_LOGO_BYTES`].
+    /// Reads a PNG, JPEG or SVG logo of at most 256 KiB.
     pub fn load(path: &Path) -> Result<Self, BrandError> {
         let refuse = |reason: &str| BrandError::Logo {
             path: path.display().to_string(),

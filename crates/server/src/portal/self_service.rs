@@ -63,7 +63,8 @@ impl Draft {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
         );
-        event_types.dedup();
+        let mut seen = std::collections::HashSet::new();
+        event_types.retain(|t| seen.insert(t.clone()));
         Self {
             owner: field(pairs, "owner").trim().to_owned(),
             url: field(pairs, "url").trim().to_owned(),
