@@ -245,6 +245,31 @@ async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_c
     assert_eq!(body["filter"], Value::Null);
     let a = send(r#"{"collection":"0xa"}"#).await;
     assert_eq!(deliveries_of(&server, a).await, 1);
+
+    // An ordered endpoint takes the other fan-out path: filtered the same.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                json!({"owner": "ordered", "url": "http://127.0.0.1:9/o", "scheme": "standard-webhooks",
+                        "fifo": true, "filter": "n >= 2"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO outhook.outbox (event_type, payload, owner)
+         SELECT 'x', json_build_object('n', g), 'ordered' FROM generate_series(1, 3) g RETURNING id",
+    )
+    .fetch_all(&server.pool)
+    .await
+    .unwrap();
+    let mut counts = Vec::new();
+    for id in ids {
+        counts.push(deliveries_of(&server, id).await);
+    }
+    assert_eq!(counts, [0, 1, 1]);
 }
 
 const CATALOG: &str = r#"{

@@ -51,14 +51,19 @@ ALTER TABLE outhook.endpoint
     ADD COLUMN content_filter text,
     ADD COLUMN content_filter_path jsonpath,
     ADD CONSTRAINT endpoint_content_filter_pair CHECK ((content_filter IS NULL) = (content_filter_path IS NULL));
+-- Which owners filter: the fan-out casts a payload to jsonb only for them.
+CREATE INDEX endpoint_filtered ON outhook.endpoint (owner) WHERE content_filter_path IS NOT NULL;
 
 -- The fan-out as before, with the catalog's strict check first and each
 -- owner's endpoint matched by its content filter as well as its types.
+-- A payload is cast to jsonb once per event, and only when its owner has a
+-- filtered endpoint; while no endpoint filters, the fan-out is the old one.
 CREATE OR REPLACE FUNCTION outhook.outbox_fan_out() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     f uuid;
     unknown text;
+    filtered boolean := EXISTS (SELECT 1 FROM outhook.endpoint WHERE content_filter_path IS NOT NULL);
 BEGIN
     IF (SELECT strict_event_types FROM outhook.catalog_setting) THEN
         SELECT n.event_type INTO unknown FROM new_rows n
@@ -71,36 +76,66 @@ BEGIN
                       HINT = 'add the type to the catalog (outhook event-type add), or turn strict mode off';
         END IF;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM outhook.endpoint WHERE fifo) THEN
-        -- No ordered endpoint: the plain fan-out, as before.
+    IF NOT EXISTS (SELECT 1 FROM outhook.endpoint WHERE fifo) AND NOT filtered THEN
+        -- No ordered endpoint and no filter: the plain fan-out, as before.
         INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at)
         SELECT n.id, e.id, CASE WHEN e.enabled THEN now() ELSE 'infinity' END
         FROM new_rows n
         JOIN outhook.endpoint e
           ON n.endpoint_id IS NULL AND e.owner = n.owner
          AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
-         AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)
+        UNION ALL
+        SELECT n.id, n.endpoint_id, now() FROM new_rows n WHERE n.endpoint_id IS NOT NULL;
+    ELSIF NOT EXISTS (SELECT 1 FROM outhook.endpoint WHERE fifo) THEN
+        -- Filters somewhere: each payload of an owner that filters is cast
+        -- to jsonb once (the materialized CTE keeps the planner from
+        -- casting it again for every endpoint), then matched.
+        WITH docs AS MATERIALIZED (
+            SELECT n.id, n.owner, n.event_type,
+                   CASE WHEN EXISTS (SELECT 1 FROM outhook.endpoint fe
+                                     WHERE fe.owner = n.owner AND fe.content_filter_path IS NOT NULL)
+                        THEN n.payload::jsonb END AS doc
+            FROM new_rows n WHERE n.endpoint_id IS NULL)
+        INSERT INTO outhook.delivery (message_id, endpoint_id, next_attempt_at)
+        SELECT d.id, e.id, CASE WHEN e.enabled THEN now() ELSE 'infinity' END
+        FROM docs d
+        JOIN outhook.endpoint e
+          ON e.owner = d.owner
+         AND (cardinality(e.event_types) = 0 OR d.event_type = ANY (e.event_types))
+         AND (e.content_filter_path IS NULL OR d.doc @@ e.content_filter_path)
         UNION ALL
         SELECT n.id, n.endpoint_id, now() FROM new_rows n WHERE n.endpoint_id IS NOT NULL;
     ELSE
         FOR f IN
-            SELECT DISTINCT e.id FROM new_rows n
+            WITH docs AS MATERIALIZED (
+                SELECT n.id, n.owner, n.event_type,
+                       CASE WHEN EXISTS (SELECT 1 FROM outhook.endpoint fe
+                                         WHERE fe.owner = n.owner AND fe.content_filter_path IS NOT NULL)
+                            THEN n.payload::jsonb END AS doc
+                FROM new_rows n WHERE n.endpoint_id IS NULL)
+            SELECT DISTINCT e.id FROM docs d
             JOIN outhook.endpoint e
-              ON e.fifo AND (e.id = n.endpoint_id
-                             OR (n.endpoint_id IS NULL AND e.owner = n.owner
-                                 AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
-                                 AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)))
-            ORDER BY e.id
+              ON e.fifo AND e.owner = d.owner
+             AND (cardinality(e.event_types) = 0 OR d.event_type = ANY (e.event_types))
+             AND (e.content_filter_path IS NULL OR d.doc @@ e.content_filter_path)
+            UNION
+            SELECT e.id FROM new_rows n JOIN outhook.endpoint e ON e.fifo AND e.id = n.endpoint_id
+            ORDER BY 1
         LOOP
             PERFORM pg_advisory_xact_lock(hashtextextended('outhook.fifo:' || f::text, 0));
         END LOOP;
-        WITH targets AS (
-            SELECT n.id AS message_id, e.id AS endpoint_id, e.enabled, e.fifo
-            FROM new_rows n
+        WITH docs AS MATERIALIZED (
+            SELECT n.id, n.owner, n.event_type,
+                   CASE WHEN EXISTS (SELECT 1 FROM outhook.endpoint fe
+                                     WHERE fe.owner = n.owner AND fe.content_filter_path IS NOT NULL)
+                        THEN n.payload::jsonb END AS doc
+            FROM new_rows n WHERE n.endpoint_id IS NULL), targets AS (
+            SELECT d.id AS message_id, e.id AS endpoint_id, e.enabled, e.fifo
+            FROM docs d
             JOIN outhook.endpoint e
-              ON n.endpoint_id IS NULL AND e.owner = n.owner
-             AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types))
-             AND (e.content_filter_path IS NULL OR n.payload::jsonb @@ e.content_filter_path)
+              ON e.owner = d.owner
+             AND (cardinality(e.event_types) = 0 OR d.event_type = ANY (e.event_types))
+             AND (e.content_filter_path IS NULL OR d.doc @@ e.content_filter_path)
             UNION ALL
             SELECT n.id, n.endpoint_id, true, coalesce(e.fifo, false)
             FROM new_rows n LEFT JOIN outhook.endpoint e ON e.id = n.endpoint_id

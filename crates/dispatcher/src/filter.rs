@@ -69,7 +69,7 @@ impl Filter {
             ));
         }
         let mut jsonpath = String::new();
-        expr.compile(&mut jsonpath);
+        expr.compile(&mut jsonpath, false);
         Ok(Self {
             source: source.trim().to_owned(),
             jsonpath,
@@ -356,9 +356,16 @@ fn path(keys: &[String], out: &mut String) {
     }
 }
 
-/// `predicate`, made false where jsonpath would say unknown (a comparison
-/// between different types), so that `not` of it is true.
-fn two_valued(predicate: &str, out: &mut String) {
+/// A comparison: as it is, or under a `not` made false where jsonpath
+/// would say unknown (a comparison between different types), so that the
+/// `not` of it is true.
+fn comparison(predicate: &str, negated: bool, out: &mut String) {
+    if !negated {
+        out.push('(');
+        out.push_str(predicate);
+        out.push(')');
+        return;
+    }
     out.push_str("(!((");
     out.push_str(predicate);
     out.push_str(") is unknown) && (");
@@ -378,14 +385,17 @@ impl Value {
 }
 
 impl Expr {
-    fn compile(&self, out: &mut String) {
+    /// Appends the jsonpath. Outside any `not`, a comparison jsonpath calls
+    /// unknown matches nothing, as a false one would, so it is written
+    /// plainly; under a `not` it is made two-valued (and costs twice).
+    fn compile(&self, out: &mut String, negated: bool) {
         let joined = |items: &[Expr], sep: &str, out: &mut String| {
             out.push('(');
             for (i, e) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(sep);
                 }
-                e.compile(out);
+                e.compile(out, negated);
             }
             out.push(')');
         };
@@ -394,7 +404,7 @@ impl Expr {
             Self::And(items) => joined(items, " && ", out),
             Self::Not(e) => {
                 out.push_str("!(");
-                e.compile(out);
+                e.compile(out, true);
                 out.push(')');
             }
             Self::Exists(keys) => {
@@ -409,7 +419,7 @@ impl Expr {
                 p.push_str(if *op == "=" { "==" } else { op });
                 p.push(' ');
                 value.compile(&mut p);
-                two_valued(&p, out);
+                comparison(&p, negated, out);
             }
             Self::In(keys, values) => {
                 let mut p = String::new();
@@ -421,7 +431,7 @@ impl Expr {
                     p.push_str(" == ");
                     v.compile(&mut p);
                 }
-                two_valued(&p, out);
+                comparison(&p, negated, out);
             }
         }
     }
@@ -610,11 +620,15 @@ mod tests {
     #[test]
     fn each_form_compiles_to_its_jsonpath() {
         let tv = |p: &str| format!("(!(({p}) is unknown) && ({p}))");
-        assert_eq!(compiled(r#"collection = "0xab""#), tv(r#"$."collection" == "0xab""#));
-        assert_eq!(compiled("data.amount >= -1.5e3"), tv(r#"$."data"."amount" >= -1.5e3"#));
+        let plain = |p: &str| format!("({p})");
+        assert_eq!(compiled(r#"collection = "0xab""#), plain(r#"$."collection" == "0xab""#));
+        assert_eq!(
+            compiled("data.amount >= -1.5e3"),
+            plain(r#"$."data"."amount" >= -1.5e3"#)
+        );
         assert_eq!(
             compiled(r#"status in ["a", "b"]"#),
-            tv(r#"$."status" == "a" || $."status" == "b""#)
+            plain(r#"$."status" == "a" || $."status" == "b""#)
         );
         assert_eq!(compiled("exists a.b"), r#"exists($."a"."b")"#);
         assert_eq!(
@@ -622,13 +636,18 @@ mod tests {
             format!(
                 "(!({}) || ({} && {}))",
                 tv(r#"$."a" == true"#),
-                tv(r#"$."b" != null"#),
-                tv(r#"$."odd key" == 1"#)
+                plain(r#"$."b" != null"#),
+                plain(r#"$."odd key" == 1"#)
             )
         );
         assert_eq!(
-            compiled("a = 1 AND b = 2"),
-            format!("({} && {})", tv(r#"$."a" == 1"#), tv(r#"$."b" == 2"#))
+            compiled("a = 1 AND not (b = 2 or c in [3])"),
+            format!(
+                "({} && !(({} || {})))",
+                plain(r#"$."a" == 1"#),
+                tv(r#"$."b" == 2"#),
+                tv(r#"$."c" == 3"#)
+            )
         );
     }
 
