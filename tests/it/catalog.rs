@@ -77,6 +77,17 @@ const CASES: &[(&str, &str, bool)] = &[
     (r#"name = "Zoë \"Z\"""#, r#"{"name":"Zoë \"Z\""}"#, true),
     (r#"(a = 1 or b = 2) and c = 3"#, r#"{"b":2,"c":3}"#, true),
     (r#"(a = 1 or b = 2) and c = 3"#, r#"{"a":1,"c":4}"#, false),
+    // Equality terms the fan-out looks endpoints up by (the filter's key):
+    // the lookup must find what evaluation alone would.
+    (r#"collection = "0xabc""#, r#"{"collection":["0xabc","0xabc"]}"#, true),
+    ("data.shard = 1", r#"{"data":[{"shard":2},{"shard":1}]}"#, true),
+    ("data.shard = 1", r#"{"data":{"shard":1.0}}"#, true),
+    ("data.shard = 1", r#"{"data":{"shard":"1"}}"#, false),
+    ("data.shard = 1", r#"{"data":{"shard":[[1]]}}"#, false),
+    ("data.shard = 1 and n > 2", r#"{"data":{"shard":1},"n":3}"#, true),
+    ("data.shard = 1 and n > 2", r#"{"data":{"shard":1},"n":2}"#, false),
+    ("n > 2 and ok = true", r#"{"n":3,"ok":true}"#, true),
+    (r#"status in ["paid"]"#, r#"{"status":"paid"}"#, true),
 ];
 
 async fn deliveries_of(server: &Server, message_id: i64) -> i64 {
@@ -154,6 +165,33 @@ async fn one_filter_table_matches_alike_through_the_api_the_library_and_plain_sq
         .await
         .unwrap();
         assert_eq!(deliveries_of(&server, id).await, 0);
+    }
+    // The equality cases were looked up by their key; without it, each
+    // filter is evaluated on every event of its owner: the same answers.
+    let keyed: i64 = sqlx::query_scalar(
+        "UPDATE outhook.endpoint SET content_filter_key_path = NULL, content_filter_key_value = NULL
+         WHERE content_filter_key_path IS NOT NULL RETURNING 1::int8",
+    )
+    .fetch_all(&server.pool)
+    .await
+    .unwrap()
+    .iter()
+    .sum();
+    assert!(keyed >= 10, "only {keyed} filters had a key");
+    for (i, (filter, payload, matches)) in CASES.iter().enumerate() {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('item.sold', $1::json, $2) RETURNING id",
+        )
+        .bind(payload)
+        .bind(format!("case{i}"))
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            deliveries_of(&server, id).await,
+            i64::from(*matches),
+            "SQL, no key: {filter} on {payload}"
+        );
     }
 }
 
@@ -235,6 +273,28 @@ async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_c
     assert_eq!(status, StatusCode::OK, "{body}");
     let b = send(r#"{"collection":"0xb"}"#).await;
     assert_eq!(deliveries_of(&server, b).await, 1);
+    // A plain UPDATE of the predicate alone drops the key the API set with
+    // the old one, so the key cannot hide a match of the new filter.
+    let key = "SELECT content_filter_key_path, content_filter_key_value::text FROM outhook.endpoint WHERE id = $1::uuid";
+    let before: (Option<String>, Option<String>) =
+        sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
+    assert_eq!(
+        before,
+        (Some(r#"$."collection"[*]"#.to_owned()), Some(r#""0xb""#.to_owned()))
+    );
+    sqlx::query(
+        r#"UPDATE outhook.endpoint SET content_filter = 'collection = "0xc"',
+                  content_filter_path = '$."collection" == "0xc"' WHERE id = $1::uuid"#,
+    )
+    .bind(&id)
+    .execute(&server.pool)
+    .await
+    .unwrap();
+    let after: (Option<String>, Option<String>) =
+        sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
+    assert_eq!(after, (None, None));
+    let c = send(r#"{"collection":"0xc"}"#).await;
+    assert_eq!(deliveries_of(&server, c).await, 1);
     let (_, body) = server
         .admin(
             Method::PATCH,

@@ -42,6 +42,21 @@ const MAX_DEPTH: usize = 32;
 pub struct Filter {
     source: String,
     jsonpath: String,
+    key: Option<FilterKey>,
+}
+
+/// An equality every payload the filter matches must satisfy: the filter
+/// is `path = value`, or an `and` with such a term. The fan-out looks
+/// endpoints up by it, so that an owner's hundred endpoints, each keyed on
+/// another value, cost one index probe per event instead of a hundred
+/// evaluations; the whole filter is still evaluated on what the probe finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterKey {
+    /// The `jsonpath` of the field with every array unwrapped, as a
+    /// comparison unwraps it (`$."data"."shard"[*]`).
+    pub path: String,
+    /// The value as JSON text, for a `jsonb` equality.
+    pub value: String,
 }
 
 impl Filter {
@@ -73,6 +88,7 @@ impl Filter {
         Ok(Self {
             source: source.trim().to_owned(),
             jsonpath,
+            key: expr.key(),
         })
     }
 
@@ -84,6 +100,11 @@ impl Filter {
     /// The PostgreSQL `jsonpath` predicate it compiles to (for `@@`).
     pub fn jsonpath(&self) -> &str {
         &self.jsonpath
+    }
+
+    /// The equality the fan-out can look this filter up by, if it has one.
+    pub fn key(&self) -> Option<&FilterKey> {
+        self.key.as_ref()
     }
 }
 
@@ -374,6 +395,17 @@ fn comparison(predicate: &str, negated: bool, out: &mut String) {
 }
 
 impl Value {
+    /// The value as JSON text.
+    fn json(&self) -> Option<String> {
+        match self {
+            Self::Str(s) => serde_json::to_string(s).ok(),
+            // The lexer takes JSON's number grammar; checked all the same.
+            Self::Num(n) => serde_json::from_str::<serde_json::Value>(n).ok().map(|_| n.clone()),
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Null => Some("null".to_owned()),
+        }
+    }
+
     fn compile(&self, out: &mut String) {
         match self {
             Self::Str(s) => quote(s, out),
@@ -385,6 +417,29 @@ impl Value {
 }
 
 impl Expr {
+    /// The equality term every match satisfies: the expression itself, or
+    /// the first such term of a top-level `and`.
+    fn key(&self) -> Option<FilterKey> {
+        fn term(e: &Expr) -> Option<(&Vec<String>, &Value)> {
+            match e {
+                Expr::Compare(keys, "=", v) => Some((keys, v)),
+                Expr::In(keys, values) if values.len() == 1 => Some((keys, &values[0])),
+                _ => None,
+            }
+        }
+        let (keys, value) = match self {
+            Self::And(items) => items.iter().find_map(term)?,
+            e => term(e)?,
+        };
+        let mut p = String::new();
+        path(keys, &mut p);
+        p.push_str("[*]");
+        Some(FilterKey {
+            path: p,
+            value: value.json()?,
+        })
+    }
+
     /// Appends the jsonpath. Outside any `not`, a comparison jsonpath calls
     /// unknown matches nothing, as a false one would, so it is written
     /// plainly; under a `not` it is made two-valued (and costs twice).
@@ -649,6 +704,29 @@ mod tests {
                 tv(r#"$."c" == 3"#)
             )
         );
+    }
+
+    fn key(s: &str) -> Option<(String, String)> {
+        match Filter::parse(s) {
+            Ok(f) => f.key().map(|k| (k.path.clone(), k.value.clone())),
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    #[test]
+    fn an_equality_every_match_needs_is_its_key() {
+        let k = |p: &str, v: &str| Some((p.to_owned(), v.to_owned()));
+        assert_eq!(key(r#"collection = "0x\"ab""#), k(r#"$."collection"[*]"#, r#""0x\"ab""#));
+        assert_eq!(key("data.shard = 7"), k(r#"$."data"."shard"[*]"#, "7"));
+        assert_eq!(key("a > 1 and b.c = true and d = 2"), k(r#"$."b"."c"[*]"#, "true"));
+        assert_eq!(key("a in [null]"), k(r#"$."a"[*]"#, "null"));
+        // No term every match needs: no key.
+        assert_eq!(key("a = 1 or b = 2"), None);
+        assert_eq!(key("not (a = 1)"), None);
+        assert_eq!(key("a != 1"), None);
+        assert_eq!(key("a in [1, 2]"), None);
+        assert_eq!(key("exists a"), None);
+        assert_eq!(key("(a = 1 or b = 1) and c >= 2"), None);
     }
 
     #[test]

@@ -187,8 +187,10 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     let endpoint: Endpoint = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
                                        message_id_header, auto_disable_after_secs, fifo, rate_limit,
-                                       rate_limit_burst, max_in_flight, content_filter, content_filter_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::jsonpath) RETURNING {COLUMNS}"
+                                       rate_limit_burst, max_in_flight, content_filter, content_filter_path,
+                                       content_filter_key_path, content_filter_key_value, content_filter_key_for)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::jsonpath,
+                 $17, $18::jsonb, CASE WHEN $17 IS NOT NULL THEN $16::jsonpath END) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -206,6 +208,8 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(new.limits.max_in_flight)
     .bind(new.filter.as_ref().map(crate::filter::Filter::source))
     .bind(new.filter.as_ref().map(crate::filter::Filter::jsonpath))
+    .bind(new.filter.as_ref().and_then(|f| f.key()).map(|k| k.path.as_str()))
+    .bind(new.filter.as_ref().and_then(|f| f.key()).map(|k| k.value.as_str()))
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -381,6 +385,11 @@ pub struct EndpointUpdate {
     pub filter: Option<Option<crate::filter::Filter>>,
 }
 
+/// The lookup key of an update's new filter, if it sets one that has a key.
+fn update_key(update: &EndpointUpdate) -> Option<&crate::filter::FilterKey> {
+    update.filter.as_ref()?.as_ref()?.key()
+}
+
 impl EndpointUpdate {
     fn changes_limits(&self) -> bool {
         self.rate_limit.is_some() || self.rate_limit_burst.is_some() || self.max_in_flight.is_some()
@@ -404,6 +413,10 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
                 max_in_flight = CASE WHEN $12::int IS NULL THEN max_in_flight WHEN $12 = 0 THEN NULL ELSE $12 END,
                 content_filter = CASE WHEN $13 THEN $14 ELSE content_filter END,
                 content_filter_path = CASE WHEN $13 THEN $15::jsonpath ELSE content_filter_path END,
+                content_filter_key_path = CASE WHEN $13 THEN $16 ELSE content_filter_key_path END,
+                content_filter_key_value = CASE WHEN $13 THEN $17::jsonb ELSE content_filter_key_value END,
+                content_filter_key_for = CASE WHEN NOT $13 THEN content_filter_key_for
+                                              WHEN $16 IS NOT NULL THEN $15::jsonpath END,
                 updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
@@ -432,6 +445,8 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
             .as_ref()
             .and_then(|f| f.as_ref().map(crate::filter::Filter::jsonpath)),
     )
+    .bind(update_key(update).map(|k| k.path.as_str()))
+    .bind(update_key(update).map(|k| k.value.as_str()))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))?;
