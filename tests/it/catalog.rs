@@ -275,9 +275,9 @@ async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_c
     assert_eq!(deliveries_of(&server, b).await, 1);
     // A plain UPDATE of the predicate alone drops the key the API set with
     // the old one, so the key cannot hide a match of the new filter.
-    let key = "SELECT content_filter_key_path, content_filter_key_value::text FROM outhook.endpoint WHERE id = $1::uuid";
-    let before: (Option<String>, Option<String>) =
-        sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
+    let key =
+        "SELECT content_filter_key_path, content_filter_key_value::text FROM outhook.endpoint WHERE id = $1::uuid";
+    let before: (Option<String>, Option<String>) = sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
     assert_eq!(
         before,
         (Some(r#"$."collection"[*]"#.to_owned()), Some(r#""0xb""#.to_owned()))
@@ -290,8 +290,7 @@ async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_c
     .execute(&server.pool)
     .await
     .unwrap();
-    let after: (Option<String>, Option<String>) =
-        sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
+    let after: (Option<String>, Option<String>) = sqlx::query_as(key).bind(&id).fetch_one(&server.pool).await.unwrap();
     assert_eq!(after, (None, None));
     let c = send(r#"{"collection":"0xc"}"#).await;
     assert_eq!(deliveries_of(&server, c).await, 1);

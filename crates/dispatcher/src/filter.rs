@@ -716,7 +716,10 @@ mod tests {
     #[test]
     fn an_equality_every_match_needs_is_its_key() {
         let k = |p: &str, v: &str| Some((p.to_owned(), v.to_owned()));
-        assert_eq!(key(r#"collection = "0x\"ab""#), k(r#"$."collection"[*]"#, r#""0x\"ab""#));
+        assert_eq!(
+            key(r#"collection = "0x\"ab""#),
+            k(r#"$."collection"[*]"#, r#""0x\"ab""#)
+        );
         assert_eq!(key("data.shard = 7"), k(r#"$."data"."shard"[*]"#, "7"));
         assert_eq!(key("a > 1 and b.c = true and d = 2"), k(r#"$."b"."c"[*]"#, "true"));
         assert_eq!(key("a in [null]"), k(r#"$."a"[*]"#, "null"));
