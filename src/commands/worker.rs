@@ -120,9 +120,30 @@ pub struct WorkerArgs {
     /// `pg_notify`; `off`: never.
     #[arg(long, env = "OUTHOOK_BUSY_POLLING", default_value = "1000", value_parser = parse_busy_polling)]
     busy_polling: BusyPolling,
-    /// Response-body bytes read and stored per attempt.
-    #[arg(long, default_value_t = 16 * 1024)]
-    max_response_bytes: usize,
+    /// Response-body bytes read and stored per attempt (at most 1 MiB).
+    #[arg(long, env = "OUTHOOK_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(0..=1024 * 1024))]
+    max_response_bytes: u32,
+    /// Request bodies larger than this are dead-lettered unsent; a payload
+    /// larger than this is never loaded from the database.
+    #[arg(long, env = "OUTHOOK_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..=256 * 1024 * 1024))]
+    max_request_bytes: u32,
+    /// Payload bytes held in memory at once across claims and attempts in
+    /// flight (at least --max-request-bytes).
+    #[arg(long, env = "OUTHOOK_PAYLOAD_BUDGET", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    payload_budget: u64,
+    /// Response-body bytes held in memory at once across attempts in
+    /// flight and results not yet written (at least --max-response-bytes).
+    #[arg(long, env = "OUTHOOK_RESPONSE_BUDGET", default_value_t = 32 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    response_budget: u64,
+    /// Leases a delivery may lose (its worker died holding it) before it is
+    /// written off as a dead letter, unsent.
+    #[arg(long, env = "OUTHOOK_MAX_LEASE_LOSSES", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_lease_losses: u16,
     /// Delays between attempts, replacing the default (Svix) schedule, e.g. `1s,5s,1m`.
     #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
     retry_schedule: Vec<Duration>,
@@ -182,7 +203,11 @@ impl WorkerArgs {
             .durable_claims(self.durable_claims)
             .busy_polling(self.busy_polling.0)
             .https_only(policy.https_only)
-            .max_response_bytes(self.max_response_bytes)
+            .max_response_bytes(self.max_response_bytes as usize)
+            .max_request_bytes(self.max_request_bytes as usize)
+            .payload_budget(usize::try_from(self.payload_budget).unwrap_or(usize::MAX))
+            .response_budget(usize::try_from(self.response_budget).unwrap_or(usize::MAX))
+            .max_lease_losses(self.max_lease_losses)
             .auto_disable_after(self.auto_disable_after)
             .maintenance_interval(self.maintenance_interval)
             .retention(self.retention)

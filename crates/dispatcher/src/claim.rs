@@ -17,7 +17,8 @@ use crate::retry::reconnect_backoff;
 use tracing::Instrument;
 
 use crate::db::delivery::{
-    ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many,
+    ClaimLimits, ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many,
+    payload_kib,
 };
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};
@@ -52,6 +53,11 @@ pub(crate) struct Claimer {
     pub results: mpsc::Sender<Completion>,
     /// Leases held by running attempts, to give back if they are cut short.
     pub held: Arc<Mutex<HashMap<i64, i64>>>,
+    /// KiB of payload the claims and attempts in flight may hold: each
+    /// attempt holds its payload's permits until it ends.
+    pub payload_budget: Arc<Semaphore>,
+    /// Leases a row may lose before a claim hands it over unloaded.
+    pub max_lease_losses: i16,
 }
 
 impl Claimer {
@@ -80,11 +86,23 @@ impl Claimer {
                 },
                 () = stop.cancelled() => break,
             };
-            let want = (self.slots.available_permits() + 1).min(self.batch_size);
+            // Room for the largest payload allowed and for one response,
+            // so the claim can take at least one row; attempts ending and
+            // results written free it.
+            let Some((kib, responses)) = self.room(&stop).await else {
+                break;
+            };
+            let want = (self.slots.available_permits() + 1).min(self.batch_size).min(responses);
+            let limits = ClaimLimits {
+                rows: want as i64,
+                kib,
+                max_payload_bytes: i64::try_from(self.ctx.http.max_request_bytes).unwrap_or(i64::MAX),
+                max_lease_losses: self.max_lease_losses,
+            };
             let claim_sent = now_ns();
             let (notified, woke) = std::mem::take(&mut woken);
             let claimed = match claim_conn.as_mut() {
-                Some(conn) => delivery_claim(&mut *conn, want as i64, self.lease).await,
+                Some(conn) => delivery_claim(&mut *conn, limits, self.lease).await,
                 None => {
                     // (Re)connect at most every few seconds: a server that
                     // refuses it (PgBouncer) is not asked on every claim.
@@ -93,8 +111,8 @@ impl Claimer {
                         claim_conn = self.claim_connection().await;
                     }
                     match claim_conn.as_mut() {
-                        Some(conn) => delivery_claim(&mut *conn, want as i64, self.lease).await,
-                        None => delivery_claim_pooled(&self.pool, want as i64, self.lease).await,
+                        Some(conn) => delivery_claim(&mut *conn, limits, self.lease).await,
+                        None => delivery_claim_pooled(&self.pool, limits, self.lease).await,
                     }
                 }
             };
@@ -132,7 +150,11 @@ impl Claimer {
                     continue;
                 }
             };
-            let drained = rows.len() < want;
+            // A claim the payload budget may have cut short (what is left
+            // would not hold the largest payload) is not a drained queue:
+            // the next claim waits for room first.
+            let room_left = kib - rows.iter().map(loaded_kib).sum::<i64>();
+            let drained = rows.len() < want && room_left >= self.largest_payload_kib();
             let claimed_rows = rows.len();
             if rows.is_empty() {
                 drop(first);
@@ -197,6 +219,38 @@ impl Claimer {
         running
     }
 
+    /// Waits until the payload budget has room for the largest payload
+    /// allowed and the response budget for one response; returns the
+    /// payload KiB free and how many responses fit (`None`: stopping).
+    async fn room(&self, stop: &CancellationToken) -> Option<(i64, usize)> {
+        let need = u32::try_from(self.largest_payload_kib()).unwrap_or(u32::MAX);
+        let unit = self.ctx.response_kib();
+        for (budget, need) in [(&self.ctx.response_budget, unit), (&self.payload_budget, need)] {
+            if budget.available_permits() < need as usize {
+                tokio::select! {
+                    permits = budget.acquire_many(need) => drop(permits.ok()?),
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
+        let responses = self
+            .ctx
+            .response_budget
+            .available_permits()
+            .checked_div(unit as usize)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        Some((
+            i64::try_from(self.payload_budget.available_permits()).unwrap_or(i64::MAX),
+            responses,
+        ))
+    }
+
+    /// The KiB of the largest payload a claim loads.
+    fn largest_payload_kib(&self) -> i64 {
+        payload_kib(i64::try_from(self.ctx.http.max_request_bytes).unwrap_or(i64::MAX))
+    }
+
     /// Nothing more is due: sleeps until a notification, a deferred row's
     /// slot or the poll interval.
     async fn wait(&self, rate_wakes: &mut BTreeSet<Instant>, woken: &mut (u64, u64), stop: &CancellationToken) {
@@ -254,6 +308,34 @@ impl Claimer {
                     },
                 },
             };
+            // The claim kept the payloads within what was free, and only
+            // this task takes permits: this does not wait.
+            let weight = u32::try_from(loaded_kib(&row)).unwrap_or(u32::MAX);
+            let payload_permit = match self.payload_budget.clone().try_acquire_many_owned(weight) {
+                Ok(p) => p,
+                Err(_) => match self.payload_budget.clone().acquire_many_owned(weight).await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let room = match self
+                .ctx
+                .response_budget
+                .clone()
+                .try_acquire_many_owned(self.ctx.response_kib())
+            {
+                Ok(p) => p,
+                Err(_) => match self
+                    .ctx
+                    .response_budget
+                    .clone()
+                    .acquire_many_owned(self.ctx.response_kib())
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             let target = targets.get(&row.endpoint_id).cloned().flatten();
             let ctx = self.ctx.clone();
             let results = self.results.clone();
@@ -266,7 +348,9 @@ impl Claimer {
             running.spawn(
                 async move {
                     let id = row.id;
-                    let completion = deliver::attempt(&ctx, row, target.as_ref()).await;
+                    let completion = deliver::attempt(&ctx, row, target.as_ref(), room).await;
+                    // The payload and the request body are gone now.
+                    drop(payload_permit);
                     tracing::debug!(outcome = completion.attempt.outcome, status = ?completion.attempt.status_code, "attempt finished");
                     // Past this point the completer owns the result.
                     if results.send(completion).await.is_ok()
@@ -316,6 +400,16 @@ impl Claimer {
                 (Vec::new(), true)
             }
         }
+    }
+}
+
+/// The KiB a claimed row's payload weighs against the payload budget (an
+/// unloaded payload weighs nothing).
+fn loaded_kib(row: &ClaimedRow) -> i64 {
+    if row.payload.is_some() {
+        payload_kib(row.payload_bytes)
+    } else {
+        0
     }
 }
 

@@ -52,35 +52,76 @@ pub(crate) async fn run(
             stages.flush();
             return;
         }
-        let mut columns = CompletionBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(max_batch)));
-        health.add(std::mem::take(&mut columns.health), std::mem::take(&mut columns.hourly));
-        metrics::histogram!("outhook_completion_batch_size").record(columns.len() as f64);
-        let mut delays = reconnect_backoff(Duration::from_millis(50));
-        loop {
-            match delivery_complete_many(&pool, &columns).await {
-                Ok(written) => {
-                    stages.record(&columns.stamps, now_ns());
-                    stats.record(&columns, written);
-                    if !columns.gone.is_empty() {
-                        endpoints.invalidate(&columns.gone);
-                    }
+        for part in split_by_weight(std::mem::replace(&mut batch, Vec::with_capacity(max_batch))) {
+            write(&pool, part, &mut health, &mut stages, &stats, &endpoints, &give_up).await;
+        }
+    }
+}
+
+/// Bytes a completion statement carries at most, far under PostgreSQL's
+/// 1 GiB message limit: a batch of large logged responses is written in
+/// parts rather than growing past what the server accepts.
+pub(crate) const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+/// Splits results into runs whose [`Completion::weight`] adds up to at
+/// most [`MAX_BATCH_BYTES`] (a single heavier result goes alone).
+pub(crate) fn split_by_weight(batch: Vec<Completion>) -> Vec<Vec<Completion>> {
+    let mut parts = Vec::with_capacity(1);
+    let mut part = Vec::with_capacity(batch.len());
+    let mut weight = 0;
+    for c in batch {
+        let w = c.weight();
+        if !part.is_empty() && weight + w > MAX_BATCH_BYTES {
+            parts.push(std::mem::take(&mut part));
+            weight = 0;
+        }
+        weight += w;
+        part.push(c);
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
+/// Writes one batch, retrying while the database is unreachable.
+async fn write(
+    pool: &PgPool,
+    part: Vec<Completion>,
+    health: &mut Health,
+    stages: &mut StageRecorder,
+    stats: &Stats,
+    endpoints: &EndpointCache,
+    give_up: &CancellationToken,
+) {
+    let mut columns = CompletionBatch::new(part);
+    health.add(std::mem::take(&mut columns.health), std::mem::take(&mut columns.hourly));
+    metrics::histogram!("outhook_completion_batch_size").record(columns.len() as f64);
+    let mut delays = reconnect_backoff(Duration::from_millis(50));
+    loop {
+        match delivery_complete_many(pool, &columns).await {
+            Ok(written) => {
+                stages.record(&columns.stamps, now_ns());
+                stats.record(&columns, written);
+                if !columns.gone.is_empty() {
+                    endpoints.invalidate(&columns.gone);
+                }
+                break;
+            }
+            Err(e) => {
+                metrics::counter!("outhook_database_errors_total", "operation" => "complete").increment(1);
+                tracing::warn!(error = %e, batch = columns.len(), "writing results failed; retrying");
+                if give_up.is_cancelled() {
+                    tracing::error!(
+                        batch = columns.len(),
+                        "database unreachable at shutdown: these deliveries will be attempted again when their lease expires"
+                    );
                     break;
                 }
-                Err(e) => {
-                    metrics::counter!("outhook_database_errors_total", "operation" => "complete").increment(1);
-                    tracing::warn!(error = %e, batch = columns.len(), "writing results failed; retrying");
-                    if give_up.is_cancelled() {
-                        tracing::error!(
-                            batch = columns.len(),
-                            "database unreachable at shutdown: these deliveries will be attempted again when their lease expires"
-                        );
-                        break;
-                    }
-                    let pause = delays.next().unwrap_or(Duration::from_secs(5));
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = give_up.cancelled() => {}
-                    }
+                let pause = delays.next().unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = give_up.cancelled() => {}
                 }
             }
         }

@@ -10,6 +10,7 @@ use chrono::Utc;
 use http::{HeaderMap, HeaderValue, header};
 use outhook_signer::{Message, Scheme};
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
 
 use tracing::Instrument;
 
@@ -50,6 +51,10 @@ pub enum Outcome {
     EndpointDisabled,
     /// The endpoint's URL is not a usable http(s) URL.
     InvalidUrl,
+    /// The delivery's lease ran out without a result too many times (its
+    /// workers died holding it): written off unsent, so it cannot stall the
+    /// queue or take worker after worker down.
+    LeaseLost,
 }
 
 impl Outcome {
@@ -69,6 +74,7 @@ impl Outcome {
             Self::UnknownEndpoint => "unknown_endpoint",
             Self::EndpointDisabled => "endpoint_disabled",
             Self::InvalidUrl => "invalid_url",
+            Self::LeaseLost => "lease_lost",
         }
     }
 
@@ -90,6 +96,18 @@ pub(crate) struct Context {
     pub signing_slots: Arc<tokio::sync::Semaphore>,
     pub http: HttpSettings,
     pub retry: RetryPolicy,
+    /// KiB of response bodies the attempts in flight and the results not
+    /// yet written may hold (see `DispatcherBuilder::response_budget`).
+    pub response_budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl Context {
+    /// The KiB an attempt reserves for its response body before it is sent
+    /// (`max_response_bytes`, rounded up); what the body does not use is
+    /// given back once it is read.
+    pub(crate) fn response_kib(&self) -> u32 {
+        u32::try_from(self.http.max_response_bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+    }
 }
 
 /// What one attempt observed.
@@ -102,6 +120,8 @@ struct Observed {
     truncated: bool,
     request_headers: serde_json::Value,
     body_sha256: Option<Vec<u8>>,
+    /// The response budget the kept body holds until it is written.
+    room: Option<OwnedSemaphorePermit>,
 }
 
 impl Observed {
@@ -115,6 +135,7 @@ impl Observed {
             truncated: false,
             request_headers: serde_json::Value::Object(Default::default()),
             body_sha256: None,
+            room: None,
         }
     }
 }
@@ -129,25 +150,41 @@ pub(crate) fn loggable_url(url: &reqwest::Url) -> String {
 }
 
 /// Makes one attempt at `row` and returns what to write back.
-pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&Arc<Target>>) -> Completion {
+///
+/// `room` is the response budget reserved for this attempt
+/// ([`Context::response_kib`]); what the body does not use is given back.
+pub(crate) async fn attempt(
+    ctx: &Context,
+    mut row: ClaimedRow,
+    target: Option<&Arc<Target>>,
+    room: OwnedSemaphorePermit,
+) -> Completion {
     row.stamps.started = crate::stages::now_ns();
     let started = Utc::now();
-    // The payload moves into the body: no copy per delivery.
-    let payload = Bytes::from(std::mem::take(&mut row.payload));
+    // The payload moves into the body: no copy per delivery. The claim
+    // left it in PostgreSQL if it is over the limit or the row is poison.
+    let loaded = row.payload.take();
+    let unloaded = loaded.is_none().then(|| unloaded(ctx, &row));
+    let payload = Bytes::from(loaded.unwrap_or_default());
     let mut stamps = row.stamps;
     let row = &row;
     let clock = Instant::now();
-    let (url_text, observed) = match target {
-        None => (
+    let (url_text, observed) = match (target, unloaded) {
+        (Some(t), Some(why)) => (t.url.as_ref().map(loggable_url).unwrap_or_default(), why),
+        (None, Some(why)) => (String::new(), why),
+        (None, None) => (
             String::new(),
             Observed::refused(
                 Outcome::UnknownEndpoint,
                 format!("endpoint {} does not exist", row.endpoint_id),
             ),
         ),
-        Some(t) => match &t.url {
+        (Some(t), None) => match &t.url {
             Err(e) => (String::new(), Observed::refused(Outcome::InvalidUrl, e.clone())),
-            Ok(url) => (loggable_url(url), send(ctx, row, payload, t, url, &mut stamps).await),
+            Ok(url) => (
+                loggable_url(url),
+                send(ctx, row, payload, t, url, room, &mut stamps).await,
+            ),
         },
     };
     let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
@@ -159,12 +196,35 @@ pub(crate) async fn attempt(ctx: &Context, mut row: ClaimedRow, target: Option<&
     completion
 }
 
+/// Why a claimed row came without its payload.
+fn unloaded(ctx: &Context, row: &ClaimedRow) -> Observed {
+    let limit = ctx.http.max_request_bytes;
+    if usize::try_from(row.payload_bytes).is_ok_and(|n| n > limit) {
+        Observed::refused(
+            Outcome::BodyTooLarge,
+            format!(
+                "payload of {} bytes exceeds the limit of {limit}; it was not sent or loaded",
+                row.payload_bytes
+            ),
+        )
+    } else {
+        Observed::refused(
+            Outcome::LeaseLost,
+            format!(
+                "the lease ran out {} times without a result (the workers holding it stopped); written off unsent",
+                row.lease_losses
+            ),
+        )
+    }
+}
+
 async fn send(
     ctx: &Context,
     row: &ClaimedRow,
     payload: Bytes,
     target: &Arc<Target>,
     url: &reqwest::Url,
+    mut room: OwnedSemaphorePermit,
     stamps: &mut crate::stages::Stamps,
 ) -> Observed {
     if !target.enabled {
@@ -262,12 +322,18 @@ async fn send(
         stamps.answered = crate::stages::now_ns();
         let status = response.status();
         let response_headers = response.headers().clone();
-        let mut body = Vec::new();
+        let mut body: Vec<u8> = Vec::new();
         let mut truncated = false;
         while let Some(chunk) = response.chunk().await? {
-            let room = cap.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if chunk.len() > room {
+            let left = cap.saturating_sub(body.len());
+            let take = chunk.len().min(left);
+            if body.capacity() - body.len() < take {
+                // Grow by doubling, but never past the cap.
+                let grow = take.max(body.len().min(left));
+                body.reserve_exact(grow);
+            }
+            body.extend_from_slice(&chunk[..take]);
+            if chunk.len() > left {
                 truncated = true;
                 break; // Stop reading; the connection is dropped, not reused.
             }
@@ -283,6 +349,7 @@ async fn send(
         truncated: false,
         request_headers: request_headers.clone(),
         body_sha256: body_sha256.clone(),
+        room: None,
     };
     match tokio::time::timeout(ctx.http.request_timeout, exchange).await {
         Err(_) => base(
@@ -294,6 +361,11 @@ async fn send(
             base(outcome, Some(error))
         }
         Ok(Ok((status, response_headers, body, truncated))) => {
+            // Keep the body's share of the reservation, give the rest back.
+            let used = body.len().div_ceil(1024);
+            if let Some(spare) = room.num_permits().checked_sub(used) {
+                drop(room.split(spare));
+            }
             let (outcome, error) = if status.is_success() {
                 (Outcome::Delivered, None)
             } else if status.is_redirection() {
@@ -317,6 +389,7 @@ async fn send(
                 truncated,
                 request_headers,
                 body_sha256,
+                room: Some(room),
             }
         }
     }
@@ -451,6 +524,7 @@ fn finish(
         in_flight_limited: false,
         message_uid: row.message_uid,
         stamps: row.stamps,
+        room: o.room,
         attempt: NewAttempt {
             attempt: row.attempts,
             started_at: started,

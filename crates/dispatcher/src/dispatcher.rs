@@ -39,9 +39,48 @@ pub struct DispatcherBuilder {
     durable_claims: bool,
     busy_polling: Option<u32>,
     busy_polling_on_rate_alone: bool,
+    payload_budget: usize,
+    response_budget: usize,
+    max_lease_losses: u16,
 }
 
+/// The most response-body bytes an attempt may keep (`max_response_bytes`):
+/// every attempt in flight, queued for the completer or in its batch may
+/// hold that much, so the cap bounds memory only if it is small.
+pub const MAX_RESPONSE_BYTES_CEILING: usize = 1024 * 1024;
+
+/// The most request-body bytes a delivery may have (`max_request_bytes`).
+pub const MAX_REQUEST_BYTES_CEILING: usize = 256 * 1024 * 1024;
+
 impl DispatcherBuilder {
+    /// Payload bytes the worker holds in memory at once, across every claim
+    /// and attempt in flight (default 64 MiB; at least `max_request_bytes`).
+    /// A claim takes rows while their payloads fit in what is left, so a
+    /// backlog of large payloads is sent a few at a time instead of being
+    /// loaded whole: the worker's memory follows its settings, not the data.
+    pub fn payload_budget(mut self, bytes: usize) -> Self {
+        self.payload_budget = bytes;
+        self
+    }
+
+    /// Response-body bytes the worker keeps at once, across attempts in
+    /// flight and results not yet written (default 32 MiB; at least
+    /// `max_response_bytes`). Each attempt reserves `max_response_bytes`
+    /// before it is sent and gives back what its body did not use; a claim
+    /// takes no more rows than there is room for.
+    pub fn response_budget(mut self, bytes: usize) -> Self {
+        self.response_budget = bytes;
+        self
+    }
+
+    /// Leases a delivery may lose (its worker died holding it) before the
+    /// next claim writes it off as a dead letter, without loading its
+    /// payload (default 5; at least 1).
+    pub fn max_lease_losses(mut self, n: u16) -> Self {
+        self.max_lease_losses = n;
+        self
+    }
+
     /// Claimed deliveries per second past which the claimer watches
     /// whether producers queue on the NOTIFY commit lock (sampling
     /// `pg_locks` every 25 ms); if four or more wait on average, it polls
@@ -160,13 +199,17 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Response-body bytes read and stored (default 16 KiB).
+    /// Response-body bytes read and stored (default 16 KiB; at most
+    /// [`MAX_RESPONSE_BYTES_CEILING`]).
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         self.http.max_response_bytes = n;
         self
     }
 
-    /// Request bodies over this are dead-lettered unsent (default 4 MiB).
+    /// Request bodies over this are dead-lettered unsent (default 4 MiB; at
+    /// most [`MAX_REQUEST_BYTES_CEILING`] and the payload budget). A claim
+    /// does not load a payload over it: the row becomes a dead letter
+    /// whose bytes never leave PostgreSQL.
     pub fn max_request_bytes(mut self, n: usize) -> Self {
         self.http.max_request_bytes = n;
         self
@@ -202,6 +245,47 @@ impl DispatcherBuilder {
                 self.http.request_timeout
             )));
         }
+        if self.http.max_response_bytes > MAX_RESPONSE_BYTES_CEILING {
+            return Err(Error::Config(format!(
+                "max_response_bytes ({}) is over its ceiling of {MAX_RESPONSE_BYTES_CEILING}: every attempt in flight \
+                 or waiting to be written may hold that much",
+                self.http.max_response_bytes
+            )));
+        }
+        if self.http.max_request_bytes == 0 || self.http.max_request_bytes > MAX_REQUEST_BYTES_CEILING {
+            return Err(Error::Config(format!(
+                "max_request_bytes ({}) must be between 1 and {MAX_REQUEST_BYTES_CEILING}",
+                self.http.max_request_bytes
+            )));
+        }
+        if self.payload_budget < self.http.max_request_bytes {
+            return Err(Error::Config(format!(
+                "payload_budget ({}) must be at least max_request_bytes ({}), or the largest payload allowed could never be claimed",
+                self.payload_budget, self.http.max_request_bytes
+            )));
+        }
+        let budget_kib = crate::db::delivery::payload_kib(i64::try_from(self.payload_budget).unwrap_or(i64::MAX));
+        let Ok(budget_kib) = u32::try_from(budget_kib) else {
+            return Err(Error::Config(format!(
+                "payload_budget ({}) is over its ceiling of 4 TiB",
+                self.payload_budget
+            )));
+        };
+        if self.response_budget < self.http.max_response_bytes {
+            return Err(Error::Config(format!(
+                "response_budget ({}) must be at least max_response_bytes ({})",
+                self.response_budget, self.http.max_response_bytes
+            )));
+        }
+        let response_kib = self
+            .response_budget
+            .div_ceil(1024)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        if self.max_lease_losses == 0 {
+            return Err(Error::Config(
+                "max_lease_losses must be at least 1: a claim counts the leases a delivery lost before it".into(),
+            ));
+        }
         let client = build_client(&self.http)?;
         let grace = self.shutdown_grace.unwrap_or(self.http.request_timeout);
         Ok(Dispatcher {
@@ -215,6 +299,7 @@ impl DispatcherBuilder {
                 )),
                 http: self.http,
                 retry: self.retry,
+                response_budget: Arc::new(Semaphore::new(response_kib)),
             }),
             concurrency: self.concurrency,
             batch_size: self.batch_size,
@@ -230,6 +315,8 @@ impl DispatcherBuilder {
             durable_claims: self.durable_claims,
             busy_polling: self.busy_polling,
             busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
+            payload_budget_kib: budget_kib,
+            max_lease_losses: i16::try_from(self.max_lease_losses).unwrap_or(i16::MAX),
         })
     }
 }
@@ -252,6 +339,8 @@ pub struct Dispatcher {
     durable_claims: bool,
     busy_polling: Option<u32>,
     busy_polling_on_rate_alone: bool,
+    payload_budget_kib: u32,
+    max_lease_losses: i16,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -286,6 +375,9 @@ impl Dispatcher {
             durable_claims: false,
             busy_polling: Some(1000),
             busy_polling_on_rate_alone: false,
+            payload_budget: 64 * 1024 * 1024,
+            response_budget: 32 * 1024 * 1024,
+            max_lease_losses: 5,
         }
     }
 
@@ -366,6 +458,8 @@ impl Dispatcher {
             busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
             results: results_tx,
             held: held.clone(),
+            payload_budget: Arc::new(Semaphore::new(self.payload_budget_kib as usize)),
+            max_lease_losses: self.max_lease_losses,
         };
         let claiming = tokio::spawn(claimer.run(stop.clone()));
         shutdown.await;

@@ -20,7 +20,7 @@ mod wakeup;
 
 pub use crate::db::outbox::{Enqueued, Event, outbox_insert as enqueue, outbox_insert_many as enqueue_many};
 pub use crate::deliver::Outcome;
-pub use crate::dispatcher::{Dispatcher, DispatcherBuilder};
+pub use crate::dispatcher::{Dispatcher, DispatcherBuilder, MAX_REQUEST_BYTES_CEILING, MAX_RESPONSE_BYTES_CEILING};
 pub use crate::error::{Error, Result};
 pub use crate::migrate::{migrate, migrations_current};
 pub use crate::retry::{FailureKind, RetryPolicy};

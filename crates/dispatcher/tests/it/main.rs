@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod bounds;
 mod common;
 mod end_to_end;
 mod fifo;

@@ -426,7 +426,7 @@ pub struct AttemptOut {
     pub response_truncated: bool,
     /// `delivered`, `http_status`, `redirect`, `timeout`, `connect`, `dns`, `tls`,
     /// `address_refused`, `body_too_large`, `signing_failed`, `unknown_endpoint`,
-    /// `endpoint_disabled` or `invalid_url`.
+    /// `endpoint_disabled`, `invalid_url` or `lease_lost`.
     pub outcome: String,
     /// What went wrong.
     pub error: Option<String>,

@@ -188,6 +188,7 @@ pub fn outcome_label(outcome: &str) -> &str {
         "unknown_endpoint" => "Unknown endpoint",
         "endpoint_disabled" => "Endpoint disabled",
         "invalid_url" => "Invalid URL",
+        "lease_lost" => "Worker lost it repeatedly",
         other => other,
     }
 }
