@@ -542,6 +542,26 @@ async fn another_owners_ids_answer_404_and_lists_show_only_ones_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_databases_limit_is_refused_with_413_and_its_batch_neighbours_are_not() {
+    let server = Server::start(&["--no-worker", "--max-body-bytes", "65536"]).await;
+    sqlx::query("UPDATE outhook.ingest_setting SET max_payload_bytes = 2000")
+        .execute(&server.pool)
+        .await
+        .unwrap();
+    let message = |n: usize| json!({"event_type": "e", "owner": "acme", "payload": {"pad": "x".repeat(n)}});
+    // Sent together, so the server's group commit may batch them.
+    let (big, small) = tokio::join!(
+        server.admin(Method::POST, "/v1/messages", Some(message(3000))),
+        server.admin(Method::POST, "/v1/messages", Some(message(100))),
+    );
+    assert_eq!(big.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.1);
+    assert_eq!(problem_type(&big.1), "urn:outhook:problem:payload-too-large");
+    assert_eq!(big.1["detail"], "payload of 3010 bytes exceeds the limit of 2000 bytes");
+    assert!(small.0.is_success(), "{}", small.1);
+    assert_eq!(server.count("outbox").await, 1, "only the small one was enqueued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_its_problem_type_and_writes_nothing() {
     let server = Server::start(&["--no-worker", "--max-body-bytes", "65536"]).await;
     let json_header = [("content-type", "application/json")];

@@ -29,6 +29,10 @@ pub enum Error {
     /// the catalog is strict and does not hold it.
     #[error("event refused: {0}")]
     EventRefused(String),
+    /// An event whose payload is over the database's limit
+    /// (`outhook.ingest_setting.max_payload_bytes`); nothing was enqueued.
+    #[error("event refused: {0}")]
+    PayloadTooLarge(String),
     /// An owner already has the most endpoints allowed.
     #[error("`{owner}` already has {limit} endpoints, the most allowed")]
     OwnerLimit {

@@ -79,6 +79,9 @@ pub enum Error {
     /// catalog is strict and does not hold it.
     #[error("{0}")]
     EventRefused(String),
+    /// A payload over the database's limit (`outhook.ingest_setting`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// A payload that does not match its event type's JSON Schema.
     #[error("the payload does not match the schema of `{event_type}`: {}", failures.first().map(|f| format!("{} at `{}`", f.message, f.path)).unwrap_or_default())]
     SchemaMismatch {
@@ -138,6 +141,7 @@ impl From<outhook_dispatcher::Error> for Error {
             outhook_dispatcher::Error::Endpoint(s) => Self::Settings(s),
             outhook_dispatcher::Error::Config(s) => Self::Internal(s),
             outhook_dispatcher::Error::EventRefused(s) => Self::EventRefused(s),
+            outhook_dispatcher::Error::PayloadTooLarge(s) => Self::PayloadTooLarge(s),
             outhook_dispatcher::Error::Database(sqlx::Error::Database(db)) if is_input_error(db.code().as_deref()) => {
                 // PostgreSQL refused the data itself (a NUL in text, a value
                 // out of range): the caller's input, not an outage.

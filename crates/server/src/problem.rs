@@ -238,6 +238,7 @@ impl From<crate::admin::Error> for Problem {
             E::Payload(_) => ProblemKind::InvalidPayload,
             E::Parameter { .. } => ProblemKind::InvalidParameter,
             E::EventRefused(_) => ProblemKind::EventTypeRefused,
+            E::PayloadTooLarge(_) => ProblemKind::PayloadTooLarge,
             E::Filter(_) => ProblemKind::InvalidFilter,
             E::SchemaMismatch { .. } => ProblemKind::SchemaMismatch,
             E::EndpointLimit { .. } => ProblemKind::EndpointLimit,

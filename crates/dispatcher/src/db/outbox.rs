@@ -112,8 +112,14 @@ fn check_event_type(name: &str) -> Result<()> {
 }
 
 /// The outbox trigger's refusal of an unknown type in a strict catalog
-/// (and the naming rule's constraint) as [`crate::Error::EventRefused`].
+/// (and the naming rule's constraint) as [`crate::Error::EventRefused`];
+/// of a payload over the limit as [`crate::Error::PayloadTooLarge`].
 fn refused(e: sqlx::Error) -> crate::Error {
+    if let sqlx::Error::Database(db) = &e
+        && db.constraint() == Some("outbox_payload_size")
+    {
+        return crate::Error::PayloadTooLarge(db.message().to_owned());
+    }
     if let sqlx::Error::Database(db) = &e
         && matches!(
             db.constraint(),

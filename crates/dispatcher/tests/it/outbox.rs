@@ -183,3 +183,68 @@ async fn a_transaction_notifies_once_and_skip_notify_silences_it() {
         "three statements in one transaction: one notification; skip_notify: none"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_over_the_databases_limit_is_refused_on_every_path_and_nothing_is_enqueued() {
+    let pool = db().await;
+    endpoint(&pool, "acme", "http://127.0.0.1:9/", "trr").await;
+    sqlx::query("UPDATE outhook.ingest_setting SET max_payload_bytes = 1000")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let sized = |n: usize| format!("{{\"pad\":\"{}\"}}", "x".repeat(n - 10));
+    // Plain SQL, one row of a multi-row statement over the limit: the
+    // whole statement is refused, with the size and the limit.
+    let refused = sqlx::query(
+        "INSERT INTO outhook.outbox (event_type, payload, owner) VALUES ('t', $1::json, 'acme'), ('t', $2::json, 'acme')",
+    )
+    .bind(sized(1000))
+    .bind(sized(1001))
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    let db = refused.as_database_error().unwrap();
+    assert_eq!(db.message(), "payload of 1001 bytes exceeds the limit of 1000 bytes");
+    assert_eq!(db.constraint(), Some("outbox_payload_size"));
+    // The library: a typed error.
+    let big = sized(5000);
+    let e = enqueue(
+        &pool,
+        &Event {
+            event_type: "t",
+            payload: &big,
+            owner: Some("acme"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, outhook_dispatcher::Error::PayloadTooLarge(m) if m == "payload of 5000 bytes exceeds the limit of 1000 bytes"),
+        "{e:?}"
+    );
+    let stored: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM outhook.outbox), (SELECT count(*) FROM outhook.delivery)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, (0, 0), "nothing oversized reached the queue");
+    // At the limit: accepted and fanned out.
+    let at_limit = sized(1000);
+    enqueue(
+        &pool,
+        &Event {
+            event_type: "t",
+            payload: &at_limit,
+            owner: Some("acme"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deliveries, 1);
+}

@@ -167,10 +167,10 @@ impl Ingest {
                             let _ = reply.send(Ok(result));
                         }
                     }
-                    // One event a strict catalog refuses must not fail the
-                    // others that shared its batch: each goes alone, and
+                    // One event a strict catalog (or the payload limit)
+                    // refuses must not fail the others that shared its batch: each goes alone, and
                     // only the refused ones get the refusal.
-                    Err(outhook_dispatcher::Error::EventRefused(_)) => {
+                    Err(outhook_dispatcher::Error::EventRefused(_) | outhook_dispatcher::Error::PayloadTooLarge(_)) => {
                         for (message, reply) in messages.iter().zip(replies) {
                             let alone = outbox_insert_batch(&pool, std::slice::from_ref(message))
                                 .await
