@@ -48,6 +48,8 @@ struct ReceiverState {
     ok: AtomicU64,
     latency: Duration,
     fail_percent: u32,
+    /// The body every answer carries (`RECEIVER_ANSWER_BYTES`, default none).
+    answer: axum::body::Bytes,
 }
 
 fn receiver_main() -> Result<()> {
@@ -73,6 +75,13 @@ fn receiver_main() -> Result<()> {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            answer: axum::body::Bytes::from(vec![
+                b'a';
+                std::env::var("RECEIVER_ANSWER_BYTES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            ]),
         });
         let app = axum::Router::new()
             .route("/count", axum::routing::get(count))
@@ -90,7 +99,7 @@ async fn hook(
     axum::extract::State(s): axum::extract::State<Arc<ReceiverState>>,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
-) -> axum::http::StatusCode {
+) -> (axum::http::StatusCode, axum::body::Bytes) {
     let at = now_ns();
     // Payloads start with {"seq":N, ...}; paths are /e{k}.
     let seq = body
@@ -110,9 +119,9 @@ async fn hook(
     // The rate-limited neighbour's arrivals are counted apart.
     if ok && endpoint != LIMITED_ENDPOINT {
         s.ok.fetch_add(1, Ordering::Relaxed);
-        axum::http::StatusCode::OK
+        (axum::http::StatusCode::OK, s.answer.clone())
     } else {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, s.answer.clone())
     }
 }
 
@@ -136,9 +145,10 @@ struct ReceiverProcess {
 }
 
 impl ReceiverProcess {
-    fn start(latency_ms: u64, fail_percent: u32) -> Result<Self> {
+    fn start(latency_ms: u64, fail_percent: u32, answer_bytes: usize) -> Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .env("OUTHOOK_BENCH_ROLE", "receiver")
+            .env("RECEIVER_ANSWER_BYTES", answer_bytes.to_string())
             .env("RECEIVER_LATENCY_MS", latency_ms.to_string())
             .env("RECEIVER_FAIL_PERCENT", fail_percent.to_string())
             .stdout(Stdio::piped())
@@ -276,6 +286,11 @@ struct Scenario {
     /// Each endpoint filters on its own `data.shard`, and each event
     /// carries one, so every event matches exactly one endpoint.
     filtered: bool,
+    /// Events of 20 MB each (over the worker's 4 MiB limit) enqueued
+    /// ahead of the scenario's own: they must become dead letters unread.
+    oversized: usize,
+    /// The body size of every answer the receiver gives.
+    answer_bytes: usize,
 }
 
 const BASE: Scenario = Scenario {
@@ -298,6 +313,8 @@ const BASE: Scenario = Scenario {
     limited: None,
     named_only: false,
     filtered: false,
+    oversized: 0,
+    answer_bytes: 0,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -391,6 +408,35 @@ fn scenarios() -> Vec<Scenario> {
         },
         // The same 10,000 due events, without and then with a million rows
         // waiting for a retry a day away: the ratio is the backlog's cost.
+        // Forty events of 20 MB ahead of 10,000 of 1 KiB, and the same
+        // 10,000 alone: the big ones must end as dead letters without being
+        // loaded, and the worker's memory stay at its settings' bound.
+        Scenario {
+            name: "oversized-mixed",
+            events: 10_000,
+            oversized: 40,
+            ..BASE
+        },
+        Scenario {
+            name: "oversized-baseline",
+            events: 10_000,
+            ..BASE
+        },
+        // A receiver answering 8 MiB to every request: at the default
+        // response cap (16 KiB) and at the ceiling (1 MiB).
+        Scenario {
+            name: "answers-8mib",
+            events: 2_000,
+            answer_bytes: 8 << 20,
+            ..BASE
+        },
+        Scenario {
+            name: "answers-8mib-1mib-cap",
+            events: 2_000,
+            answer_bytes: 8 << 20,
+            worker_args: &["--max-response-bytes", "1048576"],
+            ..BASE
+        },
         Scenario {
             name: "backlog-baseline",
             events: 10_000,
@@ -540,7 +586,7 @@ async fn run(
     };
     let pool = PgPoolOptions::new().max_connections(4).connect(&url).await?;
     outhook_dispatcher::migrate(&pool).await?;
-    let receiver = ReceiverProcess::start(s.latency_ms, s.fail_percent)?;
+    let receiver = ReceiverProcess::start(s.latency_ms, s.fail_percent, s.answer_bytes)?;
     let key_id = if s.scheme == "cometh" {
         let key = outhook_signer::RsaKeyPair::generate(2048)?;
         Some(signing_key_insert(&pool, "bench", &key).await?.id)
@@ -604,6 +650,21 @@ async fn run(
     if s.quiet_history > 0 {
         old_deliveries(&pool, s.quiet_history, "1, now() - g * interval '1 second', now()").await?;
         sqlx::query("ANALYZE outhook.delivery").execute(&pool).await?;
+    }
+    if s.oversized > 0 {
+        // Past the door's limit too: as rows enqueued before it was
+        // lowered, or by a door set higher than the worker's limit.
+        sqlx::query("UPDATE outhook.ingest_setting SET max_payload_bytes = 268435456")
+            .execute(&pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO outhook.outbox (event_type, payload, owner)
+             SELECT 'oversized', json_build_object('seq', 99999999, 'pad', repeat('x', 20000000)), 'bench'
+             FROM generate_series(1, $1)",
+        )
+        .bind(s.oversized as i64)
+        .execute(&pool)
+        .await?;
     }
     let mut commits = HashMap::new();
     let steady = !s.steady_rates.is_empty();
@@ -780,6 +841,21 @@ async fn run(
     )
     .fetch_one(&pool)
     .await?;
+    // The oversized events' ends: dead letters, and why.
+    let oversized: Option<(i64, i64)> = if s.oversized > 0 {
+        Some(
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE d.status = 2),
+                        count(*) FILTER (WHERE d.last_error LIKE 'payload of 20000% bytes exceeds the limit of 4194304; it was not sent or loaded')
+                 FROM outhook.delivery d JOIN outhook.outbox o ON o.id = d.message_id
+                 WHERE o.event_type = 'oversized'",
+            )
+            .fetch_one(&pool)
+            .await?,
+        )
+    } else {
+        None
+    };
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     Ok(serde_json::json!({
         "scenario": s.name,
@@ -813,6 +889,8 @@ async fn run(
         "old_attempts_left": old_left.map(|o| o.0),
         "old_deliveries_left": old_left.map(|o| o.1),
         "limited": limited,
+        "oversized_dead": oversized.map(|o| o.0),
+        "oversized_dead_with_reason": oversized.map(|o| o.1),
         "stages_ms": stages,
         "postgres_per_delivery": postgres,
     }))
@@ -1103,7 +1181,7 @@ async fn load_old_attempts(pool: &PgPool, n: usize) -> Result<()> {
 /// statements under `pgbench`.
 async fn floors(url: &str) -> Result<Vec<serde_json::Value>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/floors");
-    let receiver = ReceiverProcess::start(0, 0)?;
+    let receiver = ReceiverProcess::start(0, 0, 0)?;
     let wrk = Command::new("wrk")
         .args([
             "-t2",
