@@ -1308,7 +1308,7 @@ mod tests {
     fn sorts_delivery(plan: &serde_json::Value) -> bool {
         let sort = plan.get("Node Type").and_then(|v| v.as_str()) == Some("Sort");
         let children = || plan.get("Plans").and_then(|p| p.as_array()).into_iter().flatten();
-        (sort && children().any(|c| reads_delivery(c))) || children().any(sorts_delivery)
+        (sort && children().any(reads_delivery)) || children().any(sorts_delivery)
     }
 
     /// Whether a plan (below a CTE scan's boundary) scans `outhook.delivery`.
