@@ -300,41 +300,19 @@ impl Claimer {
         for row in rows {
             let permit = match first.take() {
                 Some(p) => p,
-                None => match self.slots.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => match self.slots.clone().acquire_owned().await {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
+                None => match take(&self.slots, 1).await {
+                    Some(p) => p,
+                    None => break,
                 },
             };
-            // The claim kept the payloads within what was free, and only
-            // this task takes permits: this does not wait.
+            // The claim kept the payloads and responses within what was
+            // free, and only this task takes permits: these do not wait.
             let weight = u32::try_from(loaded_kib(&row)).unwrap_or(u32::MAX);
-            let payload_permit = match self.payload_budget.clone().try_acquire_many_owned(weight) {
-                Ok(p) => p,
-                Err(_) => match self.payload_budget.clone().acquire_many_owned(weight).await {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let room = match self
-                .ctx
-                .response_budget
-                .clone()
-                .try_acquire_many_owned(self.ctx.response_kib())
-            {
-                Ok(p) => p,
-                Err(_) => match self
-                    .ctx
-                    .response_budget
-                    .clone()
-                    .acquire_many_owned(self.ctx.response_kib())
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
+            let (Some(payload_permit), Some(room)) = (
+                take(&self.payload_budget, weight).await,
+                take(&self.ctx.response_budget, self.ctx.response_kib()).await,
+            ) else {
+                break;
             };
             let target = targets.get(&row.endpoint_id).cloned().flatten();
             let ctx = self.ctx.clone();
@@ -400,6 +378,14 @@ impl Claimer {
                 (Vec::new(), true)
             }
         }
+    }
+}
+
+/// `n` permits of `budget`, at once if they are free (`None`: closed).
+async fn take(budget: &Arc<Semaphore>, n: u32) -> Option<OwnedSemaphorePermit> {
+    match budget.clone().try_acquire_many_owned(n) {
+        Ok(p) => Some(p),
+        Err(_) => budget.clone().acquire_many_owned(n).await.ok(),
     }
 }
 

@@ -170,8 +170,12 @@ pub(crate) async fn attempt(
     let row = &row;
     let clock = Instant::now();
     let (url_text, observed) = match (target, unloaded) {
-        (Some(t), Some(why)) => (t.url.as_ref().map(loggable_url).unwrap_or_default(), why),
-        (None, Some(why)) => (String::new(), why),
+        (t, Some(why)) => (
+            t.and_then(|t| t.url.as_ref().ok())
+                .map(loggable_url)
+                .unwrap_or_default(),
+            why,
+        ),
         (None, None) => (
             String::new(),
             Observed::refused(

@@ -553,10 +553,10 @@ pub(crate) async fn delivery_admit(pool: &PgPool, rows: &[(i64, i64)]) -> Result
         .bind(&leases)
         .fetch_all(&mut *tx)
         .await?;
-    if answer.iter().filter(|a| a.1.is_none()).count() < ids.len() {
+    let admitted: Vec<i64> = answer.iter().filter(|a| a.1.is_none()).map(|a| a.0).collect();
+    if admitted.len() < ids.len() {
         // What was given back is no longer held by this claim: its next
         // claim must not count a lost lease.
-        let admitted: Vec<i64> = answer.iter().filter(|a| a.1.is_none()).map(|a| a.0).collect();
         sqlx::query(
             "UPDATE outhook.delivery d SET leased = false
              FROM unnest($1::bigint[], $2::bigint[]) AS h(id, lease)
