@@ -1,6 +1,11 @@
 //! One module per group of subcommands.
 
-pub mod admin;
+pub mod access;
+pub mod deliveries;
+pub mod endpoints;
 pub mod event_types;
+pub mod secrets;
+pub mod send;
 pub mod signing;
+pub mod signing_keys;
 pub mod worker;

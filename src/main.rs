@@ -9,9 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::admin::{
-    DeliveriesCommand, EndpointCommand, PortalLinkArgs, SecretsCommand, SendArgs, SigningKeyCommand, TokenCommand,
-};
+use commands::access::{PortalLinkArgs, TokenCommand};
+use commands::deliveries::DeliveriesCommand;
+use commands::endpoints::EndpointCommand;
+use commands::secrets::SecretsCommand;
+use commands::send::SendArgs;
+use commands::signing_keys::SigningKeyCommand;
 use commands::worker::{DbArgs, RunArgs, ServeArgs};
 use outhook_dispatcher::IpNet;
 use outhook_dispatcher::http::AddressPolicy;
@@ -139,14 +142,14 @@ fn main() -> ExitCode {
         Command::Openapi => out!("{}", outhook_server::openapi_json())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
-        Command::Token { command } => block_on(commands::admin::token(db, command)),
-        Command::Secrets { command } => block_on(commands::admin::secrets(db, command)),
-        Command::PortalLink(args) => block_on(commands::admin::portal_link(db, args)),
-        Command::Endpoint { command } => block_on(commands::admin::endpoint(db, policy, command)),
+        Command::Token { command } => block_on(commands::access::token(db, command)),
+        Command::Secrets { command } => block_on(commands::secrets::secrets(db, command)),
+        Command::PortalLink(args) => block_on(commands::access::portal_link(db, args)),
+        Command::Endpoint { command } => block_on(commands::endpoints::endpoint(db, policy, command)),
         Command::EventType { command } => block_on(commands::event_types::event_type(db, command)),
-        Command::SigningKey { command } => block_on(commands::admin::signing_key(db, command)),
-        Command::Send(args) => block_on(commands::admin::send(db, args)),
-        Command::Deliveries { command } => block_on(commands::admin::deliveries(db, command)),
+        Command::SigningKey { command } => block_on(commands::signing_keys::signing_key(db, command)),
+        Command::Send(args) => block_on(commands::send::send(db, args)),
+        Command::Deliveries { command } => block_on(commands::deliveries::deliveries(db, command)),
     };
     match result {
         Ok(code) => code,

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::retry::reconnect_backoff;
 use tracing::Instrument;
 
+use crate::db::completion::Completion;
 use crate::db::delivery::{
-    ClaimLimits, ClaimedRow, Completion, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many,
-    payload_kib,
+    ClaimLimits, ClaimedRow, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many, payload_kib,
 };
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};

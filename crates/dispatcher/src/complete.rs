@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::delivery::{Completion, CompletionBatch, delivery_complete_many};
+use crate::db::completion::{Completion, CompletionBatch, delivery_complete_many};
 use crate::db::endpoint_health::{HealthDelta, HourlyCounts, endpoint_health_add};
 use crate::endpoint::EndpointCache;
 use crate::retry::reconnect_backoff;

@@ -15,7 +15,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::db::attempt::NewAttempt;
-use crate::db::delivery::{ClaimedRow, Completion, DeliveryStatus};
+use crate::db::completion::Completion;
+use crate::db::delivery::{ClaimedRow, DeliveryStatus};
 use crate::endpoint::Target;
 use crate::http::{AddressRefused, DnsFailure, HttpSettings, UrlError};
 use crate::retry::{FailureKind, RetryPolicy};

@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::db::delivery::{CompletionBatch, DeliveryStatus};
+use crate::db::completion::CompletionBatch;
+use crate::db::delivery::DeliveryStatus;
 
 /// Live counters, shared by the dispatcher's tasks.
 #[derive(Debug, Default)]
