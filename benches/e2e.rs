@@ -291,6 +291,10 @@ struct Scenario {
     oversized: usize,
     /// The body size of every answer the receiver gives.
     answer_bytes: usize,
+    /// A slow endpoint of another owner beside the scenario's own, on a
+    /// receiver of its own that answers after this many ms, with this
+    /// backlog enqueued first: (latency ms, backlog).
+    noisy: Option<(u64, usize)>,
 }
 
 const BASE: Scenario = Scenario {
@@ -315,6 +319,7 @@ const BASE: Scenario = Scenario {
     filtered: false,
     oversized: 0,
     answer_bytes: 0,
+    noisy: None,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -435,6 +440,17 @@ fn scenarios() -> Vec<Scenario> {
             events: 2_000,
             answer_bytes: 8 << 20,
             worker_args: &["--max-response-bytes", "1048576"],
+            ..BASE
+        },
+        // One customer's slow server (2 s an answer) with 3,000 events
+        // queued, and a healthy endpoint getting 200 events at 50/s: the
+        // healthy one's latency beside the slow one's backlog.
+        Scenario {
+            name: "noisy-neighbour",
+            steady_rates: &[50],
+            phase_seconds: 4,
+            producers: 1,
+            noisy: Some((2000, 3000)),
             ..BASE
         },
         Scenario {
@@ -634,6 +650,28 @@ async fn run(
         let from = 10_000_000;
         enqueue(&pool, "limited", s, from, from + backlog, 1000, &mut HashMap::new()).await?;
     }
+    // The slow neighbour answers on a receiver of its own, so the scenario's
+    // receiver counts and times only the healthy endpoint's arrivals.
+    let noisy_receiver = match s.noisy {
+        Some((latency_ms, backlog)) => {
+            let slow = ReceiverProcess::start(latency_ms, 0, 0)?;
+            endpoint_insert(
+                &pool,
+                &NewEndpoint {
+                    owner: "noisy".into(),
+                    url: slow.url(0),
+                    scheme: s.scheme.into(),
+                    secret: Some(outhook_signer::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let from = 20_000_000;
+            enqueue(&pool, "noisy", s, from, from + backlog, 1000, &mut HashMap::new()).await?;
+            Some(slow)
+        }
+        None => None,
+    };
     if s.backlog > 0 {
         // Deliveries waiting for a retry a day from now.
         old_deliveries(
@@ -758,7 +796,7 @@ async fn run(
     let pending_deadline = Instant::now() + Duration::from_secs(30);
     while sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM outhook.delivery WHERE status = 0 AND next_attempt_at < now() + interval '1 hour'
-         AND endpoint_id NOT IN (SELECT id FROM outhook.endpoint WHERE owner = 'limited')",
+         AND endpoint_id NOT IN (SELECT id FROM outhook.endpoint WHERE owner IN ('limited', 'noisy'))",
     )
     .fetch_one(&pool)
     .await?
@@ -775,9 +813,15 @@ async fn run(
         cpu += c;
         rss = rss.max(r);
     }
+    // What the slow neighbour got meanwhile (its backlog is still going).
+    let noisy_delivered = match &noisy_receiver {
+        Some(slow) => Some(slow.ok_count().await?),
+        None => None,
+    };
     for w in workers {
         w.stop()?;
     }
+    drop(noisy_receiver);
     let arrivals = receiver.arrivals().await?;
     let mut first_ok: HashMap<u64, u64> = HashMap::new();
     let mut ok_total = 0u64;
@@ -889,6 +933,7 @@ async fn run(
         "old_attempts_left": old_left.map(|o| o.0),
         "old_deliveries_left": old_left.map(|o| o.1),
         "limited": limited,
+        "noisy_neighbour_delivered": noisy_delivered,
         "oversized_dead": oversized.map(|o| o.0),
         "oversized_dead_with_reason": oversized.map(|o| o.1),
         "stages_ms": stages,
