@@ -18,7 +18,8 @@ use tracing::Instrument;
 
 use crate::db::completion::Completion;
 use crate::db::delivery::{
-    ClaimLimits, ClaimedRow, delivery_admit, delivery_claim, delivery_claim_pooled, delivery_release_many, payload_kib,
+    ClaimLimits, ClaimedRow, FairShare, delivery_admit, delivery_claim, delivery_claim_fair, delivery_claim_pooled,
+    delivery_release_many, payload_kib,
 };
 use crate::deliver::{self, Context};
 use crate::endpoint::{EndpointCache, Target};
@@ -58,6 +59,64 @@ pub(crate) struct Claimer {
     pub payload_budget: Arc<Semaphore>,
     /// Leases a row may lose before a claim hands it over unloaded.
     pub max_lease_losses: i16,
+    /// The delivery slots in all (the worker's concurrency).
+    pub concurrency: usize,
+    /// Each endpoint's attempts in flight in this worker.
+    pub in_flight: Arc<Mutex<HashMap<uuid::Uuid, usize>>>,
+    /// Told when an attempt ends, for a claimer whose last claim the
+    /// fairness reserve cut short.
+    pub freed: Arc<Notify>,
+}
+
+/// Endpoints with pending rows a fair claim looks at, at most (from a
+/// random one on, so that each gets its turn across claims).
+const FAIR_ENDPOINTS_PER_CLAIM: i64 = 256;
+
+/// The slots no single endpoint may fill, kept for the others: a
+/// sixteenth of them (none below 16 slots).
+fn fair_reserve(concurrency: usize) -> usize {
+    concurrency / 16
+}
+
+/// An endpoint's share of the worker's slots: the slots divided among the
+/// endpoints with attempts in flight and one more (the next to come due),
+/// but never less than the reserve, nor less than one.
+fn fair_share(concurrency: usize, active: usize) -> usize {
+    (concurrency / (active + 1)).max(fair_reserve(concurrency)).max(1)
+}
+
+/// What the next claim may take, fairly: the rows (at most `want`), and
+/// how to treat the endpoints over their share (`None` while none is: the
+/// plain, due-ordered claim).
+///
+/// No endpoint holds more than the slots less the reserve: a plain claim
+/// takes no more rows than the busiest endpoint could still add, and a
+/// fair claim gives the over-share endpoints only the room left them. An
+/// endpoint over its share gets nothing before the others' due rows.
+fn fairness(in_flight: &HashMap<uuid::Uuid, usize>, concurrency: usize, want: usize) -> (usize, Option<FairShare>) {
+    let share = fair_share(concurrency, in_flight.len());
+    let most = concurrency.saturating_sub(fair_reserve(concurrency)).max(1);
+    let mut over = Vec::new();
+    let mut held = 0;
+    let mut busiest = 0;
+    for (endpoint, n) in in_flight {
+        busiest = busiest.max(*n);
+        if *n >= share {
+            over.push(*endpoint);
+            held += n;
+        }
+    }
+    if over.is_empty() {
+        return (want.min(most.saturating_sub(busiest)).max(1), None);
+    }
+    let room = most.saturating_sub(held);
+    let fair = FairShare {
+        over,
+        per_endpoint: share.min(want).max(1) as i64,
+        rest: room.min(want) as i64,
+        endpoints: FAIR_ENDPOINTS_PER_CLAIM,
+    };
+    (want, Some(fair))
 }
 
 impl Claimer {
@@ -93,28 +152,33 @@ impl Claimer {
                 break;
             };
             let want = (self.slots.available_permits() + 1).min(self.batch_size).min(responses);
+            // An endpoint over its share of the slots: the others' due
+            // rows first, and its own only into the room left.
+            let (want, fair) = match self.in_flight.lock() {
+                Ok(in_flight) => fairness(&in_flight, self.concurrency, want),
+                Err(_) => (want, None),
+            };
             let limits = ClaimLimits {
                 rows: want as i64,
                 kib,
                 max_payload_bytes: i64::try_from(self.ctx.http.max_request_bytes).unwrap_or(i64::MAX),
                 max_lease_losses: self.max_lease_losses,
             };
+            // The reserve left the over-share endpoints less than a full
+            // claim: an attempt that ends makes room.
+            let capped = fair.as_ref().is_some_and(|f| (f.rest as usize) < want);
             let claim_sent = now_ns();
             let (notified, woke) = std::mem::take(&mut woken);
-            let claimed = match claim_conn.as_mut() {
-                Some(conn) => delivery_claim(&mut *conn, limits, self.lease).await,
-                None => {
-                    // (Re)connect at most every few seconds: a server that
-                    // refuses it (PgBouncer) is not asked on every claim.
-                    if conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        conn_tried = Some(Instant::now());
-                        claim_conn = self.claim_connection().await;
-                    }
-                    match claim_conn.as_mut() {
-                        Some(conn) => delivery_claim(&mut *conn, limits, self.lease).await,
-                        None => delivery_claim_pooled(&self.pool, limits, self.lease).await,
-                    }
-                }
+            if claim_conn.is_none() && conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                // (Re)connect at most every few seconds: a server that
+                // refuses it (PgBouncer) is not asked on every claim.
+                conn_tried = Some(Instant::now());
+                claim_conn = self.claim_connection().await;
+            }
+            let claimed = match (claim_conn.as_mut(), &fair) {
+                (Some(conn), None) => delivery_claim(&mut *conn, limits, self.lease).await,
+                (Some(conn), Some(fair)) => delivery_claim_fair(&mut *conn, limits, fair, self.lease).await,
+                (None, fair) => delivery_claim_pooled(&self.pool, limits, fair.as_ref(), self.lease).await,
             };
             if claimed.is_err() {
                 // Reconnect next time (the connection may be what failed).
@@ -210,7 +274,7 @@ impl Claimer {
                 }
                 Next::Poll(_) => {}
                 Next::Wait if drained => {
-                    self.wait(&mut rate_wakes, &mut woken, &stop).await;
+                    self.wait(&mut rate_wakes, &mut woken, capped, &stop).await;
                 }
                 Next::Wait => {}
             }
@@ -252,8 +316,15 @@ impl Claimer {
     }
 
     /// Nothing more is due: sleeps until a notification, a deferred row's
-    /// slot or the poll interval.
-    async fn wait(&self, rate_wakes: &mut BTreeSet<Instant>, woken: &mut (u64, u64), stop: &CancellationToken) {
+    /// slot or the poll interval (or, when the fairness reserve cut the
+    /// last claim short, until an attempt ends).
+    async fn wait(
+        &self,
+        rate_wakes: &mut BTreeSet<Instant>,
+        woken: &mut (u64, u64),
+        capped: bool,
+        stop: &CancellationToken,
+    ) {
         let now = Instant::now();
         while rate_wakes.first().is_some_and(|w| *w <= now) {
             rate_wakes.pop_first();
@@ -265,6 +336,7 @@ impl Claimer {
             }
             () = tokio::time::sleep(self.poll_interval) => {}
             () = tokio::time::sleep_until(wake_at) => {}
+            () = self.freed.notified(), if capped => {}
             () = stop.cancelled() => {}
         }
     }
@@ -315,6 +387,12 @@ impl Claimer {
                 break;
             };
             let target = targets.get(&row.endpoint_id).cloned().flatten();
+            let endpoint = row.endpoint_id;
+            if let Ok(mut f) = self.in_flight.lock() {
+                *f.entry(endpoint).or_insert(0) += 1;
+            }
+            let in_flight = self.in_flight.clone();
+            let freed = self.freed.clone();
             let ctx = self.ctx.clone();
             let results = self.results.clone();
             let held = self.held.clone();
@@ -337,6 +415,15 @@ impl Claimer {
                         h.remove(&id);
                     }
                     drop(permit);
+                    if let Ok(mut f) = in_flight.lock()
+                        && let Some(n) = f.get_mut(&endpoint)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            f.remove(&endpoint);
+                        }
+                    }
+                    freed.notify_one();
                     metrics::gauge!("outhook_attempts_in_flight").decrement(1.0);
                 }
                 .instrument(span),
@@ -428,5 +515,62 @@ pub(crate) fn claim_connect_options(pool: &PgPool, durable: bool) -> sqlx::postg
         options
     } else {
         options.options([("synchronous_commit", "off")])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn flights(counts: &[usize]) -> (HashMap<Uuid, usize>, Vec<Uuid>) {
+        let ids: Vec<Uuid> = counts.iter().map(|_| Uuid::new_v4()).collect();
+        (ids.iter().copied().zip(counts.iter().copied()).collect(), ids)
+    }
+
+    #[test]
+    fn no_endpoint_over_its_share_means_the_plain_claim_within_what_the_busiest_may_add() {
+        // 256 slots, a reserve of 16: one endpoint holds 100, under its
+        // share of 128; a claim may add at most 140 more.
+        let (f, _) = flights(&[100]);
+        let (rows, fair) = fairness(&f, 256, 256);
+        assert!(fair.is_none());
+        assert_eq!(rows, 140);
+        assert_eq!(fairness(&f, 256, 20).0, 20);
+        // Nobody in flight: up to all but the reserve.
+        assert_eq!(fairness(&HashMap::new(), 256, 256), (240, None));
+        // Many endpoints with a few each: their share never falls below
+        // the reserve, so none is over it.
+        let (f, _) = flights(&[3; 200]);
+        assert!(fairness(&f, 256, 50).1.is_none());
+    }
+
+    #[test]
+    fn an_endpoint_over_its_share_gets_only_the_room_left_after_the_reserve() {
+        let (f, ids) = flights(&[200, 2]);
+        let (rows, fair) = fairness(&f, 256, 57);
+        let fair = fair.unwrap();
+        assert_eq!(rows, 57);
+        assert_eq!(fair.over, vec![ids[0]]);
+        // 256 - 16 reserved - 200 held.
+        assert_eq!(fair.rest, 40);
+        // Share: 256 / (2 + 1).
+        assert_eq!(fair.per_endpoint, 57);
+        let (f, _) = flights(&[240]);
+        assert_eq!(fairness(&f, 256, 17).1.unwrap().rest, 0, "no room past the reserve");
+    }
+
+    #[test]
+    fn small_workers_keep_no_reserve_but_still_serve_others_first() {
+        // 8 slots: no reserve; one endpoint may fill them all, and once
+        // over its share its rows come after the others'.
+        assert_eq!(fairness(&HashMap::new(), 8, 8), (8, None));
+        let (f, _) = flights(&[5]);
+        let (_, fair) = fairness(&f, 8, 4);
+        assert_eq!(fair.unwrap().rest, 3);
+        // One slot: one endpoint at a time, and it is over its share.
+        let (f, _) = flights(&[1]);
+        assert!(fairness(&f, 1, 1).1.is_some());
+        assert_eq!(fairness(&HashMap::new(), 1, 1), (1, None));
     }
 }

@@ -460,6 +460,9 @@ impl Dispatcher {
             held: held.clone(),
             payload_budget: Arc::new(Semaphore::new(self.payload_budget_kib as usize)),
             max_lease_losses: self.max_lease_losses,
+            concurrency: self.concurrency,
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            freed: Arc::new(Notify::new()),
         };
         let claiming = tokio::spawn(claimer.run(stop.clone()));
         shutdown.await;

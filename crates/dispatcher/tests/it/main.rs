@@ -6,6 +6,7 @@ mod bad_input;
 mod bounds;
 mod common;
 mod end_to_end;
+mod fairness;
 mod fifo;
 mod health;
 mod limits;

@@ -49,26 +49,22 @@ pub(crate) fn payload_kib(bytes: i64) -> i64 {
     (bytes.max(0) + 1023) / 1024
 }
 
-/// The claim statement (see [`delivery_claim`]). Its plan must walk
-/// `delivery_due` in order and stop at the limit; the claimer's own
-/// connection rules out bitmap scans (`claim_connect_options`), which
-/// would read and sort every due row.
+/// What both claim statements do with the rows they picked (`picked`:
+/// `id`, `message_id`, `next_attempt_at`, and `rank` and `turn`, which
+/// with the due time order them): measure, load within the byte budget,
+/// lease.
 ///
 /// Payload sizes are measured in PostgreSQL, so a payload over the limit
 /// never leaves it; the rows past the byte budget stay due, untouched
 /// (their row locks end with the statement). Measuring a `json` value
 /// reads it (there is no cast to `text` without one): about 16 ms of the
 /// server's time for a 20 MB payload, paid only where such rows are.
-pub(crate) const CLAIM: &str = "WITH picked AS MATERIALIZED (
-             SELECT id, message_id, next_attempt_at FROM outhook.delivery
-             WHERE status = 0 AND next_attempt_at <= now()
-             ORDER BY next_attempt_at
-             LIMIT $1
-             FOR NO KEY UPDATE SKIP LOCKED
-         ), sized AS MATERIALIZED (
+macro_rules! claim_picked {
+    () => {
+        ", sized AS MATERIALIZED (
              SELECT p.id, o.uid, o.event_type, o.payload, s.bytes,
                     sum(CASE WHEN s.bytes > $4 THEN 0 ELSE (s.bytes + 1023) / 1024 END)
-                        OVER (ORDER BY p.next_attempt_at, p.id) AS kib
+                        OVER (ORDER BY p.rank, p.turn, p.next_attempt_at, p.id) AS kib
              FROM picked p JOIN outhook.outbox o ON o.id = p.message_id,
                   LATERAL (SELECT octet_length(o.payload::text)::bigint AS bytes) s
          ), claimed AS (
@@ -83,7 +79,83 @@ pub(crate) const CLAIM: &str = "WITH picked AS MATERIALIZED (
          )
          SELECT c.id, c.endpoint_id, c.attempts, c.attempts_base, c.lease, c.cycle_started_at,
                 c.uid AS message_uid, c.event_type, c.payload, c.bytes AS payload_bytes, c.lease_losses
-         FROM claimed c";
+         FROM claimed c"
+    };
+}
+
+/// The claim statement (see [`delivery_claim`]). Its plan must walk
+/// `delivery_due` in order and stop at the limit; the claimer's own
+/// connection rules out bitmap scans (`claim_connect_options`), which
+/// would read and sort every due row.
+pub(crate) const CLAIM: &str = concat!(
+    "WITH picked AS MATERIALIZED (
+             SELECT id, message_id, next_attempt_at, 0 AS rank, 0::bigint AS turn FROM outhook.delivery
+             WHERE status = 0 AND next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $1
+             FOR NO KEY UPDATE SKIP LOCKED
+         )",
+    claim_picked!()
+);
+
+/// The fair claim (see [`delivery_claim_fair`]): the due rows of endpoints
+/// under their share first, a turn each, then the due-ordered rest.
+///
+/// `eps` is a skip scan of `delivery_pending_endpoint`: one probe per
+/// endpoint with pending rows, starting after a random cursor ($8) and
+/// wrapping around, at most $9 endpoints. `cand` reads each one's oldest
+/// due rows (at most $7) without locking them; `chosen` takes a turn from
+/// each before anyone's second, and only those rows are locked
+/// (`others`). `rest` walks `delivery_due` as the plain claim does, up to
+/// $10 rows: the room left for the endpoints over their share.
+pub(crate) const FAIR_CLAIM: &str = concat!(
+    "WITH RECURSIVE eps(e, n, wrapped) AS (
+             SELECT s.e, 1, s.w FROM (
+                 SELECT coalesce(a.e, b.e) AS e, a.e IS NULL AS w
+                 FROM (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id > $8
+                               ORDER BY endpoint_id LIMIT 1) AS e) a,
+                      (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id IS NOT NULL
+                               ORDER BY endpoint_id LIMIT 1) AS e) b
+             ) s WHERE s.e IS NOT NULL
+             UNION ALL
+             SELECT x.e, eps.n + 1, x.w FROM eps CROSS JOIN LATERAL (
+                 SELECT coalesce(a.e, CASE WHEN NOT eps.wrapped THEN
+                            (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id IS NOT NULL
+                             ORDER BY endpoint_id LIMIT 1) END) AS e,
+                        eps.wrapped OR a.e IS NULL AS w
+                 FROM (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id > eps.e
+                               ORDER BY endpoint_id LIMIT 1) AS e) a
+             ) x
+             WHERE eps.n < $9 AND x.e IS NOT NULL AND NOT (x.w AND x.e > $8)
+         ), cand AS MATERIALIZED (
+             SELECT x.id, x.next_attempt_at,
+                    row_number() OVER (PARTITION BY eps.e ORDER BY x.next_attempt_at, x.id) AS turn
+             FROM eps CROSS JOIN LATERAL (
+                 SELECT d.id, d.next_attempt_at FROM outhook.delivery d
+                 WHERE d.endpoint_id = eps.e AND d.status = 0 AND d.next_attempt_at <= now()
+                 ORDER BY d.next_attempt_at LIMIT $7
+             ) x
+             WHERE eps.e <> ALL ($6)
+         ), chosen AS MATERIALIZED (
+             SELECT id, turn FROM cand ORDER BY turn, next_attempt_at, id LIMIT $1
+         ), others AS MATERIALIZED (
+             SELECT d.id, d.message_id, d.next_attempt_at, 0 AS rank, c.turn
+             FROM outhook.delivery d JOIN chosen c ON c.id = d.id
+             WHERE d.status = 0 AND d.next_attempt_at <= now()
+             FOR NO KEY UPDATE OF d SKIP LOCKED
+         ), rest AS MATERIALIZED (
+             SELECT id, message_id, next_attempt_at, 1 AS rank, 0::bigint AS turn FROM outhook.delivery
+             WHERE status = 0 AND next_attempt_at <= now() AND id NOT IN (SELECT id FROM chosen)
+             ORDER BY next_attempt_at
+             LIMIT $10
+             FOR NO KEY UPDATE SKIP LOCKED
+         ), picked AS MATERIALIZED (
+             SELECT u.* FROM (SELECT * FROM others UNION ALL SELECT * FROM rest) u
+             ORDER BY u.rank, u.turn, u.next_attempt_at, u.id
+             LIMIT $1
+         )",
+    claim_picked!()
+);
 
 /// Claims due deliveries within `limits` and leases them for `lease`, in one
 /// committed statement. The `MATERIALIZED` CTE locks exactly the rows it
@@ -112,6 +184,47 @@ pub(crate) async fn delivery_claim(
         .await?)
 }
 
+/// How a fair claim treats the endpoints holding more than their share of
+/// a worker's slots (see [`delivery_claim_fair`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FairShare {
+    /// The endpoints over their share: their rows come last.
+    pub over: Vec<Uuid>,
+    /// Rows at most of any one other endpoint.
+    pub per_endpoint: i64,
+    /// Rows at most of the due-ordered rest, where the over-share
+    /// endpoints' rows are (the slots they may still fill).
+    pub rest: i64,
+    /// Endpoints with pending rows looked at, at most, from a random one on.
+    pub endpoints: i64,
+}
+
+/// [`delivery_claim`], fair to every endpoint: the due rows of endpoints
+/// not in `fair.over` come first, one of each endpoint's before any
+/// endpoint's second, however old the over-share endpoints' backlog is;
+/// then, up to `fair.rest`, due rows in due order. The same leases,
+/// budgets and lost-lease counts as [`delivery_claim`].
+pub(crate) async fn delivery_claim_fair(
+    executor: impl sqlx::PgExecutor<'_>,
+    limits: ClaimLimits,
+    fair: &FairShare,
+    lease: Duration,
+) -> Result<Vec<ClaimedRow>> {
+    Ok(sqlx::query_as(FAIR_CLAIM)
+        .bind(limits.rows)
+        .bind(lease.as_secs_f64())
+        .bind(limits.kib)
+        .bind(limits.max_payload_bytes)
+        .bind(limits.max_lease_losses)
+        .bind(&fair.over[..])
+        .bind(fair.per_endpoint)
+        .bind(Uuid::new_v4())
+        .bind(fair.endpoints)
+        .bind(fair.rest)
+        .fetch_all(executor)
+        .await?)
+}
+
 /// Opens the transaction a claim through the pool runs in (behind
 /// PgBouncer, where the claimer cannot have a connection of its own set up
 /// by startup options): bitmap scans off, as on the claimer's own
@@ -119,15 +232,19 @@ pub(crate) async fn delivery_claim(
 /// queue cannot make each claim read and sort every due row.
 pub(super) const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_bitmapscan = off";
 
-/// [`delivery_claim`] through the pool, in a transaction of its own that
+/// [`delivery_claim`] (or [`delivery_claim_fair`]) through the pool, in a transaction of its own that
 /// keeps the claim's plan (see [`CLAIM_BEGIN`]).
 pub(crate) async fn delivery_claim_pooled(
     pool: &PgPool,
     limits: ClaimLimits,
+    fair: Option<&FairShare>,
     lease: Duration,
 ) -> Result<Vec<ClaimedRow>> {
     let mut tx = pool.begin_with(CLAIM_BEGIN).await?;
-    let rows = delivery_claim(&mut *tx, limits, lease).await?;
+    let rows = match fair {
+        Some(fair) => delivery_claim_fair(&mut *tx, limits, fair, lease).await?,
+        None => delivery_claim(&mut *tx, limits, lease).await?,
+    };
     tx.commit().await?;
     Ok(rows)
 }

@@ -18,7 +18,8 @@ mod tests;
 
 pub(crate) use admit::{delivery_admit, delivery_limits_changed};
 pub(crate) use claim::{
-    ClaimLimits, ClaimedRow, delivery_claim, delivery_claim_pooled, delivery_release_many, payload_kib,
+    ClaimLimits, ClaimedRow, FairShare, delivery_claim, delivery_claim_fair, delivery_claim_pooled,
+    delivery_release_many, payload_kib,
 };
 pub use depth::{QueueDepth, delivery_queue_depth};
 pub(crate) use hold::{delivery_held_sweep, delivery_hold, delivery_resume_held};

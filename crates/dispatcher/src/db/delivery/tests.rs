@@ -1,6 +1,6 @@
 //! The queue's operations against a real PostgreSQL.
 
-use super::claim::{CLAIM, CLAIM_BEGIN};
+use super::claim::{CLAIM, CLAIM_BEGIN, FAIR_CLAIM};
 use super::requeue::REQUEUE;
 use super::*;
 use crate::db::attempt::NewAttempt;
@@ -536,7 +536,7 @@ async fn a_claim_through_the_pool_walks_the_claim_index_while_the_statistics_des
     );
     assert!(!sorts, "and sorts no delivery rows: {kept:?}");
     assert_eq!(
-        delivery_claim_pooled(&pool, up_to(256), Duration::from_secs(60))
+        delivery_claim_pooled(&pool, up_to(256), None, Duration::from_secs(60))
             .await
             .unwrap()
             .len(),
@@ -815,4 +815,173 @@ async fn released_rows_are_due_again_without_counting_the_attempt() {
     let again = delivery_claim(&pool, up_to(3), Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.len(), 3);
     assert!(again.iter().all(|r| r.attempts == 1));
+}
+
+/// One endpoint per backlog, each with that many due rows, enqueued in this
+/// order (the first endpoint's rows are due first), a microsecond apart.
+async fn endpoints_with_backlogs(backlogs: &[i32]) -> (PgPool, Vec<Uuid>) {
+    let pool = db_with_deliveries(0).await;
+    sqlx::query("DELETE FROM outhook.endpoint")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut endpoints = Vec::new();
+    for n in backlogs {
+        let endpoint: Uuid = sqlx::query_scalar(
+            "INSERT INTO outhook.endpoint (owner, url, scheme) VALUES ('o', 'http://127.0.0.1:9/', 'trr') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) SELECT 't', '{}', $1 FROM generate_series(1, $2)")
+            .bind(endpoint)
+            .bind(n)
+            .execute(&pool)
+            .await
+            .unwrap();
+        endpoints.push(endpoint);
+    }
+    sqlx::query(
+        "UPDATE outhook.delivery SET next_attempt_at = now() - interval '1 hour' + id * interval '1 microsecond'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    (pool, endpoints)
+}
+
+/// The ids of `endpoint`'s `n` deliveries due first.
+async fn oldest(pool: &PgPool, endpoint: Uuid, n: i64) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM outhook.delivery WHERE endpoint_id = $1 ORDER BY next_attempt_at LIMIT $2")
+        .bind(endpoint)
+        .bind(n)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn fair(over: &[Uuid], per_endpoint: i64, rest: i64) -> FairShare {
+    FairShare {
+        over: over.to_vec(),
+        per_endpoint,
+        rest,
+        endpoints: 256,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fair_claim_takes_the_other_endpoints_due_rows_before_the_older_backlog_of_one_over_its_share() {
+    // The plain claim takes the oldest: the slow endpoint's backlog only.
+    let (pool, e) = endpoints_with_backlogs(&[300, 5]).await;
+    let plain = delivery_claim(&pool, up_to(10), Duration::from_secs(60)).await.unwrap();
+    assert!(plain.iter().all(|r| r.endpoint_id == e[0]), "{plain:?}");
+    let (pool, e) = endpoints_with_backlogs(&[300, 5]).await;
+    let (slow, healthy) = (e[0], e[1]);
+    let mut expected = oldest(&pool, healthy, 5).await;
+    // And the slow endpoint's three oldest, into the room left for it.
+    expected.extend(oldest(&pool, slow, 3).await);
+    expected.sort();
+    let mut rows: Vec<i64> = delivery_claim_fair(&pool, up_to(10), &fair(&[slow], 10, 3), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    rows.sort();
+    assert_eq!(rows, expected);
+    // With no room left for it, only others' rows; none are due now.
+    let none = delivery_claim_fair(&pool, up_to(10), &fair(&[slow], 10, 0), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fair_claim_gives_every_other_endpoint_a_turn_before_any_gets_a_second() {
+    let (pool, e) = endpoints_with_backlogs(&[100, 4, 4, 4]).await;
+    let mut expected = Vec::new();
+    for endpoint in &e[1..] {
+        expected.extend(oldest(&pool, *endpoint, 2).await);
+    }
+    expected.sort();
+    let rows = delivery_claim_fair(&pool, up_to(6), &fair(&[e[0]], 4, 0), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    ids.sort();
+    assert_eq!(ids, expected, "two of each of the three, the oldest");
+    // At most `per_endpoint` of any one: one endpoint with 4 due alone.
+    let (pool, e) = endpoints_with_backlogs(&[100, 4]).await;
+    let rows = delivery_claim_fair(&pool, up_to(10), &fair(&[e[0]], 2, 0), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.endpoint_id == e[1]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fair_claim_looks_at_every_endpoint_from_its_random_start_and_wraps_around() {
+    // Twenty endpoints with one due row each, one over its share: whatever
+    // the random cursor, a claim of all finds all nineteen others.
+    let mut backlogs = vec![50];
+    backlogs.extend([1; 19]);
+    for _ in 0..5 {
+        let (pool, e) = endpoints_with_backlogs(&backlogs).await;
+        let rows = delivery_claim_fair(&pool, up_to(100), &fair(&[e[0]], 10, 0), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let got: std::collections::HashSet<Uuid> = rows.iter().map(|r| r.endpoint_id).collect();
+        assert_eq!(got.len(), 19, "{got:?}");
+        assert!(!got.contains(&e[0]));
+    }
+    // Looking at three endpoints a claim finds at most three.
+    let (pool, e) = endpoints_with_backlogs(&backlogs).await;
+    let mut few = fair(&[e[0]], 10, 0);
+    few.endpoints = 3;
+    let rows = delivery_claim_fair(&pool, up_to(100), &few, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!((2..=3).contains(&rows.len()), "{}", rows.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fair_claim_on_the_claimers_connection_walks_indexes_only_past_a_large_backlog() {
+    let pool = backlog_after_quiet_statistics(50_000).await;
+    let slow: Uuid = sqlx::query_scalar("SELECT id FROM outhook.endpoint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&crate::claim::claim_connect_options(&pool, false))
+        .await
+        .unwrap();
+    let sql = format!("EXPLAIN (FORMAT JSON) {FAIR_CLAIM}");
+    let plan: serde_json::Value = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(256_i64)
+        .bind(60.0_f64)
+        .bind(i64::MAX / 2)
+        .bind(4_194_304_i64)
+        .bind(5_i16)
+        .bind(vec![slow])
+        .bind(256_i64)
+        .bind(Uuid::new_v4())
+        .bind(256_i64)
+        .bind(256_i64)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    let scans = delivery_scans(&plan[0]["Plan"]);
+    assert!(
+        scans
+            .iter()
+            .all(|(node, _)| node == "Index Scan" || node == "Index Only Scan"),
+        "only index scans of the queue: {scans:?}"
+    );
+    for index in ["delivery_due", "delivery_pending_endpoint"] {
+        assert!(scans.iter().any(|(_, i)| i == index), "{index}: {scans:?}");
+    }
+    let rows = delivery_claim_fair(&mut conn, up_to(256), &fair(&[slow], 256, 100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 100, "the room left, from the backlog");
 }
