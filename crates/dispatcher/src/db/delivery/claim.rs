@@ -103,46 +103,58 @@ pub(crate) const CLAIM: &str = concat!(
 ///
 /// `eps` is a skip scan of `delivery_pending_endpoint`: one probe per
 /// endpoint with pending rows, starting after a random cursor ($8) and
-/// wrapping around, at most $9 endpoints. `cand` reads each one's oldest
+/// wrapping around, at most $9 endpoints. That index is the only one its
+/// queries can use, whatever the statistics say: its key is the endpoint
+/// id as text (`delivery_endpoint`, on the id itself, would read an
+/// endpoint's whole history), and its predicate `status::bigint = 0`,
+/// which no other statement says (`delivery_due`, on `status = 0`, would
+/// read every due row and sort them). `cand` reads each one's oldest
 /// due rows (at most $7) without locking them; `chosen` takes a turn from
 /// each before anyone's second, and only those rows are locked
-/// (`others`). `rest` walks `delivery_due` as the plain claim does, up to
+/// (`others`, each found by its primary key, one lateral lookup per row,
+/// so that no statistics can make it a scan). `rest` walks `delivery_due` as the plain claim does, up to
 /// $10 rows: the room left for the endpoints over their share.
 pub(crate) const FAIR_CLAIM: &str = concat!(
     "WITH RECURSIVE eps(e, n, wrapped) AS (
-             SELECT s.e, 1, s.w FROM (
+             SELECT f.e, 1, f.w FROM (
                  SELECT coalesce(a.e, b.e) AS e, a.e IS NULL AS w
-                 FROM (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id > $8
-                               ORDER BY endpoint_id LIMIT 1) AS e) a,
-                      (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id IS NOT NULL
-                               ORDER BY endpoint_id LIMIT 1) AS e) b
-             ) s WHERE s.e IS NOT NULL
+                 FROM (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery
+                               WHERE status::bigint = 0 AND endpoint_id::text COLLATE \"C\" > $8::uuid::text
+                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) a,
+                      (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery WHERE status::bigint = 0
+                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) b
+                 OFFSET 0
+             ) f WHERE f.e IS NOT NULL
              UNION ALL
              SELECT x.e, eps.n + 1, x.w FROM eps CROSS JOIN LATERAL (
                  SELECT coalesce(a.e, CASE WHEN NOT eps.wrapped THEN
-                            (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id IS NOT NULL
-                             ORDER BY endpoint_id LIMIT 1) END) AS e,
+                            (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery WHERE status::bigint = 0
+                             ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) END) AS e,
                         eps.wrapped OR a.e IS NULL AS w
-                 FROM (SELECT (SELECT endpoint_id FROM outhook.delivery WHERE status = 0 AND endpoint_id > eps.e
-                               ORDER BY endpoint_id LIMIT 1) AS e) a
+                 FROM (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery
+                               WHERE status::bigint = 0 AND endpoint_id::text COLLATE \"C\" > eps.e
+                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) a
+                 OFFSET 0
              ) x
-             WHERE eps.n < $9 AND x.e IS NOT NULL AND NOT (x.w AND x.e > $8)
+             WHERE eps.n < $9 AND x.e IS NOT NULL AND NOT (x.w AND x.e > $8::uuid::text COLLATE \"C\")
          ), cand AS MATERIALIZED (
              SELECT x.id, x.next_attempt_at,
                     row_number() OVER (PARTITION BY eps.e ORDER BY x.next_attempt_at, x.id) AS turn
              FROM eps CROSS JOIN LATERAL (
                  SELECT d.id, d.next_attempt_at FROM outhook.delivery d
-                 WHERE d.endpoint_id = eps.e AND d.status = 0 AND d.next_attempt_at <= now()
-                 ORDER BY d.next_attempt_at LIMIT $7
+                 WHERE d.endpoint_id::text COLLATE \"C\" = eps.e AND d.status::bigint = 0 AND d.next_attempt_at <= now()
+                 ORDER BY d.endpoint_id::text COLLATE \"C\", d.next_attempt_at LIMIT $7
              ) x
-             WHERE eps.e <> ALL ($6)
+             WHERE eps.e::uuid <> ALL ($6)
          ), chosen AS MATERIALIZED (
              SELECT id, turn FROM cand ORDER BY turn, next_attempt_at, id LIMIT $1
          ), others AS MATERIALIZED (
-             SELECT d.id, d.message_id, d.next_attempt_at, 0 AS rank, c.turn
-             FROM outhook.delivery d JOIN chosen c ON c.id = d.id
-             WHERE d.status = 0 AND d.next_attempt_at <= now()
-             FOR NO KEY UPDATE OF d SKIP LOCKED
+             SELECT l.id, l.message_id, l.next_attempt_at, 0 AS rank, c.turn
+             FROM chosen c CROSS JOIN LATERAL (
+                 SELECT d.id, d.message_id, d.next_attempt_at FROM outhook.delivery d
+                 WHERE d.id = c.id AND d.status = 0 AND d.next_attempt_at <= now()
+                 FOR NO KEY UPDATE SKIP LOCKED
+             ) l
          ), rest AS MATERIALIZED (
              SELECT id, message_id, next_attempt_at, 1 AS rank, 0::bigint AS turn FROM outhook.delivery
              WHERE status = 0 AND next_attempt_at <= now() AND id NOT IN (SELECT id FROM chosen)
