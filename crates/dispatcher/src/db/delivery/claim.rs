@@ -102,50 +102,54 @@ pub(crate) const CLAIM: &str = concat!(
 /// under their share first, a turn each, then the due-ordered rest.
 ///
 /// `eps` is a skip scan of `delivery_pending_endpoint`: one probe per
-/// endpoint with pending rows, starting after a random cursor ($8) and
+/// endpoint with rows waiting, starting after a random cursor ($8) and
 /// wrapping around, at most $9 endpoints. That index is the only one its
 /// queries can use, whatever the statistics say: its key is the endpoint
-/// id as text (`delivery_endpoint`, on the id itself, would read an
-/// endpoint's whole history), and its predicate `status::bigint = 0`,
-/// which no other statement says (`delivery_due`, on `status = 0`, would
-/// read every due row and sort them). `cand` reads each one's oldest
-/// due rows (at most $7) without locking them; `chosen` takes a turn from
-/// each before anyone's second, and only those rows are locked
-/// (`others`, each found by its primary key, one lateral lookup per row,
-/// so that no statistics can make it a scan). `rest` walks `delivery_due` as the plain claim does, up to
-/// $10 rows: the room left for the endpoints over their share.
+/// id's bytes (`delivery_endpoint`, on the id itself, would read an
+/// endpoint's whole history), and its predicate
+/// `status::bigint = 0 AND NOT leased` no other statement says
+/// (`delivery_due`, on `status = 0`, would read every due row and sort
+/// them). Leased rows (in flight) are not in it, so a claim adds nothing
+/// to it; a lease that ran out is found by the due-ordered rest.
+/// `cand` reads each endpoint's oldest due rows (at most $7) without
+/// locking them; `chosen` takes a turn from each before anyone's second,
+/// and only those rows are locked (`others`, each found by its primary
+/// key, one lateral lookup per row, so that no statistics can make it a
+/// scan). `rest` walks `delivery_due` as the plain claim does, up to $10
+/// rows: the room left for the endpoints over their share.
 pub(crate) const FAIR_CLAIM: &str = concat!(
     "WITH RECURSIVE eps(e, n, wrapped) AS (
              SELECT f.e, 1, f.w FROM (
                  SELECT coalesce(a.e, b.e) AS e, a.e IS NULL AS w
-                 FROM (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery
-                               WHERE status::bigint = 0 AND endpoint_id::text COLLATE \"C\" > $8::uuid::text
-                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) a,
-                      (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery WHERE status::bigint = 0
-                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) b
+                 FROM (SELECT (SELECT uuid_send(endpoint_id) FROM outhook.delivery
+                               WHERE status::bigint = 0 AND NOT leased AND uuid_send(endpoint_id) > $8
+                               ORDER BY uuid_send(endpoint_id), next_attempt_at LIMIT 1) AS e) a,
+                      (SELECT (SELECT uuid_send(endpoint_id) FROM outhook.delivery WHERE status::bigint = 0 AND NOT leased
+                               ORDER BY uuid_send(endpoint_id), next_attempt_at LIMIT 1) AS e) b
                  OFFSET 0
              ) f WHERE f.e IS NOT NULL
              UNION ALL
              SELECT x.e, eps.n + 1, x.w FROM eps CROSS JOIN LATERAL (
                  SELECT coalesce(a.e, CASE WHEN NOT eps.wrapped THEN
-                            (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery WHERE status::bigint = 0
-                             ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) END) AS e,
+                            (SELECT uuid_send(endpoint_id) FROM outhook.delivery WHERE status::bigint = 0 AND NOT leased
+                             ORDER BY uuid_send(endpoint_id), next_attempt_at LIMIT 1) END) AS e,
                         eps.wrapped OR a.e IS NULL AS w
-                 FROM (SELECT (SELECT endpoint_id::text COLLATE \"C\" FROM outhook.delivery
-                               WHERE status::bigint = 0 AND endpoint_id::text COLLATE \"C\" > eps.e
-                               ORDER BY endpoint_id::text COLLATE \"C\", next_attempt_at LIMIT 1) AS e) a
+                 FROM (SELECT (SELECT uuid_send(endpoint_id) FROM outhook.delivery
+                               WHERE status::bigint = 0 AND NOT leased AND uuid_send(endpoint_id) > eps.e
+                               ORDER BY uuid_send(endpoint_id), next_attempt_at LIMIT 1) AS e) a
                  OFFSET 0
              ) x
-             WHERE eps.n < $9 AND x.e IS NOT NULL AND NOT (x.w AND x.e > $8::uuid::text COLLATE \"C\")
+             WHERE eps.n < $9 AND x.e IS NOT NULL AND NOT (x.w AND x.e > $8)
          ), cand AS MATERIALIZED (
              SELECT x.id, x.next_attempt_at,
                     row_number() OVER (PARTITION BY eps.e ORDER BY x.next_attempt_at, x.id) AS turn
              FROM eps CROSS JOIN LATERAL (
                  SELECT d.id, d.next_attempt_at FROM outhook.delivery d
-                 WHERE d.endpoint_id::text COLLATE \"C\" = eps.e AND d.status::bigint = 0 AND d.next_attempt_at <= now()
-                 ORDER BY d.endpoint_id::text COLLATE \"C\", d.next_attempt_at LIMIT $7
+                 WHERE uuid_send(d.endpoint_id) = eps.e AND d.status::bigint = 0 AND NOT d.leased
+                   AND d.next_attempt_at <= now()
+                 ORDER BY uuid_send(d.endpoint_id), d.next_attempt_at LIMIT $7
              ) x
-             WHERE eps.e::uuid <> ALL ($6)
+             WHERE eps.e <> ALL ($6)
          ), chosen AS MATERIALIZED (
              SELECT id, turn FROM cand ORDER BY turn, next_attempt_at, id LIMIT $1
          ), others AS MATERIALIZED (
@@ -228,9 +232,9 @@ pub(crate) async fn delivery_claim_fair(
         .bind(limits.kib)
         .bind(limits.max_payload_bytes)
         .bind(limits.max_lease_losses)
-        .bind(&fair.over[..])
+        .bind(fair.over.iter().map(|e| e.as_bytes().to_vec()).collect::<Vec<_>>())
         .bind(fair.per_endpoint)
-        .bind(Uuid::new_v4())
+        .bind(Uuid::new_v4().as_bytes().to_vec())
         .bind(fair.endpoints)
         .bind(fair.rest)
         .fetch_all(executor)
