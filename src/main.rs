@@ -46,8 +46,46 @@ struct Cli {
     /// Refuse http:// endpoints.
     #[arg(long, env = "OUTHOOK_HTTPS_ONLY", global = true)]
     https_only: bool,
+    /// How logs are written to stderr: `text` for people (coloured only on
+    /// a terminal, and never with NO_COLOR set), `json` for log shippers
+    /// (one object per line).
+    #[arg(long, env = "OUTHOOK_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether stderr gets colour: a terminal, and `NO_COLOR` unset or empty
+/// (<https://no-color.org>).
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// An error and its causes in one line, each said once: a cause whose text
+/// the line already holds (a wrapper that repeats its source) is left out.
+fn render_error(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 #[derive(Subcommand)]
@@ -119,13 +157,20 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OUTHOOK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(colour())
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let db = DbArgs::new(cli.database_url);
     let policy = AddressPolicy {
         allow: cli.allow,
@@ -156,7 +201,7 @@ fn main() -> ExitCode {
         // A reader that went away (`| head`) is not an error: stop quietly.
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::from(2)
         }
     }

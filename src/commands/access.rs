@@ -43,7 +43,7 @@ pub enum TokenCommand {
 
 /// Runs a `token` subcommand.
 pub async fn token(db: DbArgs, cmd: TokenCommand) -> Result<ExitCode> {
-    let pool = db.pool(1).await?;
+    let pool = db.connect(1).await?;
     match cmd {
         TokenCommand::New {
             admin: _,
@@ -106,7 +106,7 @@ pub struct PortalLinkArgs {
 
 /// Prints a link that opens the delivery portal for one owner.
 pub async fn portal_link(db: DbArgs, args: PortalLinkArgs) -> Result<ExitCode> {
-    let pool = db.pool(1).await?;
+    let pool = db.connect(1).await?;
     let link = admin::portal::link(
         &pool,
         &Scope::Admin,

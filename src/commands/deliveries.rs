@@ -64,7 +64,7 @@ pub enum DeliveriesCommand {
 
 /// Runs a `deliveries` subcommand.
 pub async fn deliveries(db: DbArgs, cmd: DeliveriesCommand) -> Result<ExitCode> {
-    let pool = db.pool(2).await?;
+    let pool = db.connect(2).await?;
     match cmd {
         DeliveriesCommand::List {
             status,

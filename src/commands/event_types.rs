@@ -156,7 +156,7 @@ fn as_file(strict: bool, types: &[EventType]) -> File<'_> {
 /// Runs an `event-type` subcommand as an admin, through the administration
 /// layer the API uses.
 pub async fn event_type(db: DbArgs, cmd: EventTypeCommand) -> Result<ExitCode> {
-    let pool = db.pool(2).await?;
+    let pool = db.connect(2).await?;
     let scope = Scope::Admin;
     match cmd {
         EventTypeCommand::Add {

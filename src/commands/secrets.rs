@@ -36,7 +36,7 @@ pub async fn secrets(db: DbArgs, cmd: SecretsCommand) -> Result<ExitCode> {
         outln!("{}", secrets::MainKey::generate()?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let pool = db.pool(2).await?;
+    let pool = db.connect(2).await?;
     let keyring = secrets::keyring()?;
     match cmd {
         SecretsCommand::NewMainKey => {}

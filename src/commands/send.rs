@@ -39,7 +39,7 @@ pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
             std::io::stdin().read_to_string(&mut payload)?;
         }
     }
-    let pool = db.pool(1).await?;
+    let pool = db.connect(1).await?;
     let done = admin::message::create(
         &pool,
         &Scope::Admin,

@@ -40,7 +40,7 @@ pub enum SigningKeyCommand {
 
 /// Runs a `signing-key` subcommand.
 pub async fn signing_key(db: DbArgs, cmd: SigningKeyCommand) -> Result<ExitCode> {
-    let pool = db.pool(2).await?;
+    let pool = db.connect(2).await?;
     match cmd {
         SigningKeyCommand::New { name, bits } => {
             let key = tokio::task::spawn_blocking(move || RsaKeyPair::generate(bits)).await??;

@@ -39,13 +39,76 @@ impl DbArgs {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_lazy(url)
-            .context("invalid DATABASE_URL")
+            .context("--database-url (DATABASE_URL) is not a PostgreSQL URL: give postgres://user@host:port/database")
+    }
+
+    /// [`Self::pool`], once the database has answered and its schema is
+    /// current (see [`Self::ready`]).
+    pub async fn connect(&self, max: u32) -> Result<PgPool> {
+        let pool = self.pool(max).await?;
+        self.ready(&pool, true).await?;
+        Ok(pool)
+    }
+
+    /// Connects once, at once, and says plainly why that failed: the
+    /// server refused or did not answer, the user or password was wrong,
+    /// the database does not exist, TLS failed; each with the host and
+    /// port, never the password. With `schema`, the database must also be
+    /// migrated by this version: missing or pending migrations say to run
+    /// `outhook migrate`, newer ones to upgrade.
+    pub async fn ready(&self, pool: &PgPool, schema: bool) -> Result<()> {
+        let options = pool.connect_options();
+        let at = format!("{}:{}", options.get_host(), options.get_port());
+        let user = options.get_username().to_owned();
+        let database = options.get_database().unwrap_or(&user).to_owned();
+        let connected = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&*options),
+        )
+        .await;
+        let conn = match connected {
+            Err(_) => anyhow::bail!("PostgreSQL at {at} did not answer within 10 s"),
+            Ok(Err(e)) => anyhow::bail!("{}", explain_connect_error(&e, &at, &user, &database)),
+            Ok(Ok(conn)) => conn,
+        };
+        drop(conn);
+        if schema {
+            let state = outhook_dispatcher::migration_state(pool)
+                .await
+                .with_context(|| format!("reading the migrations applied to `{database}` at {at}"))?;
+            if let Some(advice) = state.advice() {
+                anyhow::bail!("{advice} (database `{database}` at {at})");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failed connection, in one sentence with the host and port (never the
+/// password).
+fn explain_connect_error(e: &sqlx::Error, at: &str, user: &str, database: &str) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("cannot reach PostgreSQL at {at}: connection refused (is it running, on that port?)")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach PostgreSQL at {at}: {io}"),
+        sqlx::Error::Tls(tls) => format!("TLS to PostgreSQL at {at} failed: {tls}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => {
+                format!("PostgreSQL at {at} refused user `{user}`: password authentication failed")
+            }
+            Some("28000") => format!("PostgreSQL at {at} refused user `{user}`: {}", db.message()),
+            Some("3D000") => format!("database `{database}` does not exist on PostgreSQL at {at}"),
+            _ => format!("PostgreSQL at {at} refused the connection: {}", db.message()),
+        },
+        other => format!("connecting to PostgreSQL at {at} failed: {other}"),
     }
 }
 
 /// `outhook migrate`.
 pub async fn migrate(db: DbArgs) -> Result<ExitCode> {
     let pool = db.pool(2).await?;
+    db.ready(&pool, false).await?;
     outhook_dispatcher::migrate(&pool)
         .await
         .context("applying migrations")?;
@@ -83,26 +146,32 @@ pub async fn secrets_at_start(pool: &PgPool, warn: bool) -> Result<()> {
 /// Durations take humane forms: `30s`, `5m`, `1h`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Attempts in flight at most.
-    #[arg(long, env = "OUTHOOK_CONCURRENCY", default_value_t = 256)]
-    concurrency: usize,
-    /// Deliveries claimed per round trip at most.
-    #[arg(long, env = "OUTHOOK_BATCH_SIZE", default_value_t = 256)]
-    batch_size: usize,
-    /// How long a claim holds a delivery (default: request timeout + 30s).
-    #[arg(long, env = "OUTHOOK_LEASE", value_parser = humantime::parse_duration)]
+    /// Attempts in flight at most (1 to 100000).
+    #[arg(long, env = "OUTHOOK_CONCURRENCY", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+    /// Deliveries claimed per round trip at most (1 to 10000).
+    #[arg(long, env = "OUTHOOK_BATCH_SIZE", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_size: u32,
+    /// How long a claim holds a delivery (default: request timeout + 30s;
+    /// longer than the request timeout, at most 7 days).
+    #[arg(long, env = "OUTHOOK_LEASE", value_parser = duration_within(MILLI, 7 * DAY))]
     lease: Option<Duration>,
-    /// Time for a whole attempt.
-    #[arg(long, env = "OUTHOOK_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Time for a whole attempt (at most 1 hour).
+    #[arg(long, env = "OUTHOOK_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration_within(MILLI, HOUR))]
     request_timeout: Duration,
-    /// Time to connect.
-    #[arg(long, env = "OUTHOOK_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Time to connect (at most 10 minutes).
+    #[arg(long, env = "OUTHOOK_CONNECT_TIMEOUT", default_value = "5s",
+          value_parser = duration_within(MILLI, 10 * MINUTE))]
     connect_timeout: Duration,
-    /// How often to look for due deliveries without a notification.
-    #[arg(long, env = "OUTHOOK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How often to look for due deliveries without a notification (1ms to 1 hour).
+    #[arg(long, env = "OUTHOOK_POLL_INTERVAL", default_value = "1s", value_parser = duration_within(MILLI, HOUR))]
     poll_interval: Duration,
-    /// How long endpoint settings and secrets are reused before being re-read.
-    #[arg(long, env = "OUTHOOK_ENDPOINT_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How long endpoint settings and secrets are reused before being
+    /// re-read (0s to 1 hour).
+    #[arg(long, env = "OUTHOOK_ENDPOINT_CACHE_TTL", default_value = "1s",
+          value_parser = duration_within(Duration::ZERO, HOUR))]
     endpoint_cache_ttl: Duration,
     /// Do not LISTEN (poll only; needed behind PgBouncer in transaction mode).
     #[arg(long, env = "OUTHOOK_NO_LISTEN")]
@@ -140,33 +209,90 @@ pub struct WorkerArgs {
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     response_budget: u64,
     /// Leases a delivery may lose (its worker died holding it) before it is
-    /// written off as a dead letter, unsent.
+    /// written off as a dead letter, unsent (1 to 1000).
     #[arg(long, env = "OUTHOOK_MAX_LEASE_LOSSES", default_value_t = 5,
-          value_parser = clap::value_parser!(u16).range(1..))]
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
     max_lease_losses: u16,
-    /// Delays between attempts, replacing the default (Svix) schedule, e.g. `1s,5s,1m`.
-    #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
+    /// Delays between attempts, replacing the default (Svix) schedule, e.g.
+    /// `1s,5s,1m` (each 1ms to 30 days).
+    #[arg(long, env = "OUTHOOK_RETRY_SCHEDULE", value_delimiter = ',',
+          value_parser = duration_within(MILLI, 30 * DAY))]
     retry_schedule: Vec<Duration>,
-    /// Jitter fraction applied to each delay.
-    #[arg(long, default_value_t = 0.2)]
+    /// Jitter fraction applied to each delay (0 to 1).
+    #[arg(long, env = "OUTHOOK_RETRY_JITTER", default_value = "0.2", value_parser = parse_fraction)]
     retry_jitter: f64,
-    /// The worker's database connections at most.
-    #[arg(long, default_value_t = 8)]
+    /// The worker's database connections at most (1 to 1000).
+    #[arg(long, env = "OUTHOOK_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pool_size: u32,
     /// Disable an endpoint whose attempts have all failed for this long (its
     /// deliveries are held until it is enabled); an endpoint's own setting
-    /// wins; 0s: never.
-    #[arg(long, env = "OUTHOOK_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    /// wins; 0s: never (at most 10 years).
+    #[arg(long, env = "OUTHOOK_AUTO_DISABLE_AFTER", default_value = "5d",
+          value_parser = duration_within(Duration::ZERO, 3650 * DAY))]
     auto_disable_after: Duration,
     /// Prune what is older than this (e.g. 30d), once an hour: whole days of
     /// the attempt log are dropped, then finished deliveries and messages
-    /// deleted in batches. Default: keep everything.
-    #[arg(long, env = "OUTHOOK_RETENTION", value_parser = humantime::parse_duration)]
+    /// deleted in batches (1 hour to 100 years). Default: keep everything.
+    #[arg(long, env = "OUTHOOK_RETENTION", value_parser = duration_within(HOUR, 36_500 * DAY))]
     retention: Option<Duration>,
     /// How often the worker checks for failing endpoints and sweeps held
-    /// deliveries past the retry age limit.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// deliveries past the retry age limit (100ms to 1 day).
+    #[arg(long, env = "OUTHOOK_MAINTENANCE_INTERVAL", default_value = "30s",
+          value_parser = duration_within(100 * MILLI, DAY))]
     maintenance_interval: Duration,
+}
+
+const MILLI: Duration = Duration::from_millis(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A parser for a duration setting: humane forms (`30s`, `5m`, `1h`),
+/// within `min..=max`, so that a zero or absurd value is refused at start
+/// with the setting's name (clap adds it) and the range.
+pub(crate) fn duration_within(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> std::result::Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let d = humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (try 30s, 5m, 1h)"))?;
+        if d < min || d > max {
+            return Err(format!(
+                "{} is outside {} to {}",
+                humantime::format_duration(d),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// Where customers reach the server: an http(s) URL with a host, and no
+/// query or fragment.
+fn parse_public_url(text: &str) -> std::result::Result<String, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| format!("{e}: give a URL such as https://hooks.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err("give an http(s) URL with a host and no query, such as https://hooks.example.com".into());
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// A fraction from 0 to 1 (NaN and infinities refused).
+fn parse_fraction(text: &str) -> std::result::Result<f64, String> {
+    let x: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number from 0 to 1"))?;
+    if !x.is_finite() || !(0.0..=1.0).contains(&x) {
+        return Err(format!("`{text}` is not a number from 0 to 1"));
+    }
+    Ok(x)
 }
 
 /// `--busy-polling`: a rate, or none.
@@ -176,10 +302,12 @@ struct BusyPolling(Option<u32>);
 fn parse_busy_polling(s: &str) -> std::result::Result<BusyPolling, String> {
     match s.trim() {
         "off" | "0" => Ok(BusyPolling(None)),
-        n => n
-            .parse::<u32>()
-            .map(|n| BusyPolling(Some(n)))
-            .map_err(|_| format!("expected deliveries per second or `off`, got {n:?}")),
+        n => match n.parse::<u32>() {
+            Ok(n) if n <= 10_000_000 => Ok(BusyPolling(Some(n))),
+            _ => Err(format!(
+                "expected deliveries per second (1 to 10000000) or `off`, got {n:?}"
+            )),
+        },
     }
 }
 
@@ -193,8 +321,8 @@ impl WorkerArgs {
         };
         retry = retry.with_jitter(self.retry_jitter);
         let mut builder = Dispatcher::builder(pool)
-            .concurrency(self.concurrency)
-            .batch_size(self.batch_size)
+            .concurrency(self.concurrency as usize)
+            .batch_size(self.batch_size as usize)
             .request_timeout(self.request_timeout)
             .connect_timeout(self.connect_timeout)
             .poll_interval(self.poll_interval)
@@ -235,8 +363,10 @@ pub struct RunArgs {
 /// `outhook run`: the worker, until SIGINT or SIGTERM.
 pub async fn run(db: DbArgs, policy: AddressPolicy, args: RunArgs) -> Result<ExitCode> {
     let pool = db.pool(args.worker.pool_size).await?;
-    secrets_at_start(&pool, false).await?;
+    // Settings first: a bad one is reported before the database is asked.
     let dispatcher = args.worker.dispatcher(pool.clone(), &policy)?;
+    db.ready(&pool, true).await?;
+    secrets_at_start(&pool, false).await?;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = args.metrics_addr {
@@ -297,20 +427,23 @@ pub struct ServeArgs {
     /// Serve the API only; run workers apart with `outhook run`.
     #[arg(long)]
     no_worker: bool,
-    /// Request bodies larger than this are refused (413).
-    #[arg(long, env = "OUTHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    max_body_bytes: usize,
+    /// Request bodies larger than this are refused (413); 1 to 268435456.
+    #[arg(long, env = "OUTHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..=256 * 1024 * 1024))]
+    max_body_bytes: u32,
     /// How long a checked token is trusted before it is checked again (a
-    /// revocation takes effect within this time).
-    #[arg(long, env = "OUTHOOK_TOKEN_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// revocation takes effect within this time; 0s to 1 hour).
+    #[arg(long, env = "OUTHOOK_TOKEN_CACHE_TTL", default_value = "1s",
+          value_parser = duration_within(Duration::ZERO, HOUR))]
     token_cache_ttl: Duration,
-    /// The API's database connections at most (the worker has its own).
-    #[arg(long, env = "OUTHOOK_API_POOL_SIZE", default_value_t = 16)]
+    /// The API's database connections at most, the worker has its own (1 to 1000).
+    #[arg(long, env = "OUTHOOK_API_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     api_pool_size: u32,
     /// Where customers reach this server (e.g. `https://hooks.example.com`):
     /// portal links are built on it, and https makes the portal's cookies
     /// Secure. Unset, links use the request's Host.
-    #[arg(long, env = "OUTHOOK_PUBLIC_URL")]
+    #[arg(long, env = "OUTHOOK_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
     /// An origin that may show the portal in an iframe (CSP frame-ancestors);
     /// repeat or separate with commas. Cross-site iframes also need https.
@@ -320,8 +453,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     portal_frame_ancestors: Vec<String>,
-    /// How long a portal session lasts after signing in or opening a link.
-    #[arg(long, env = "OUTHOOK_PORTAL_SESSION_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    /// How long a portal session lasts after signing in or opening a link
+    /// (1 minute to 30 days).
+    #[arg(long, env = "OUTHOOK_PORTAL_SESSION_TTL", default_value = "1h",
+          value_parser = duration_within(MINUTE, 30 * DAY))]
     portal_session_ttl: Duration,
     /// The most endpoints one owner may have when it adds them itself (in
     /// the portal, or with an owner token); admins are not limited.
@@ -379,14 +514,22 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
         args.portal_primary_color.as_deref(),
         args.portal_support_url.as_deref(),
     )?;
+    // The worker's settings are checked before the database is asked.
+    let worker = if args.no_worker {
+        None
+    } else {
+        let worker_pool = db.pool(args.worker.pool_size).await?;
+        Some(args.worker.dispatcher(worker_pool, &policy)?)
+    };
     let api_pool = db.pool(args.api_pool_size).await?;
+    db.ready(&api_pool, true).await?;
     secrets_at_start(&api_pool, args.no_worker).await?;
     let handle = outhook_server::metrics::install()?;
     let state = AppState::new(
         api_pool.clone(),
         ServerConfig {
             addresses: policy.clone(),
-            max_body_bytes: args.max_body_bytes,
+            max_body_bytes: args.max_body_bytes as usize,
             token_cache_ttl: args.token_cache_ttl,
             public_url: args.public_url.clone(),
             portal_frame_ancestors: args.portal_frame_ancestors.clone(),
@@ -426,9 +569,7 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
             }
         }
     });
-    if !args.no_worker {
-        let worker_pool = db.pool(args.worker.pool_size).await?;
-        let dispatcher = args.worker.dispatcher(worker_pool, &policy)?;
+    if let Some(dispatcher) = worker {
         let until = stop.clone();
         tasks.spawn(async move {
             match dispatcher.run(until.cancelled_owned()).await {

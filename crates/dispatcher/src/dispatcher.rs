@@ -140,15 +140,15 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Attempts in flight at most (default 256).
+    /// Attempts in flight at most (default 256; 1 to 100,000).
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
+        self.concurrency = n;
         self
     }
 
-    /// Deliveries claimed per round trip at most (default 256).
+    /// Deliveries claimed per round trip at most (default 256; 1 to 10,000).
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n.max(1);
+        self.batch_size = n;
         self
     }
 
@@ -234,8 +234,66 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Every setting within its range, or an [`Error::Config`] that names it.
+    fn check(&self) -> Result<()> {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let count = |name: &str, n: usize, max: usize| {
+            if (1..=max).contains(&n) {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} ({n}) must be between 1 and {max}")))
+            }
+        };
+        let span = |name: &str, d: Duration, min: Duration, max: Duration| {
+            if d >= min && d <= max {
+                Ok(())
+            } else {
+                Err(Error::Config(format!(
+                    "{name} ({d:?}) must be between {min:?} and {max:?}"
+                )))
+            }
+        };
+        count("concurrency", self.concurrency, 100_000)?;
+        count("batch_size", self.batch_size, 10_000)?;
+        span("request_timeout", self.http.request_timeout, ms(1), s(3600))?;
+        span("connect_timeout", self.http.connect_timeout, ms(1), s(600))?;
+        span("poll_interval", self.poll_interval, ms(1), s(3600))?;
+        span("endpoint_cache_ttl", self.endpoint_cache_ttl, Duration::ZERO, s(3600))?;
+        if let Some(lease) = self.lease {
+            span("lease", lease, ms(1), s(7 * 86_400))?;
+        }
+        if let Some(grace) = self.shutdown_grace {
+            span("shutdown_grace", grace, Duration::ZERO, s(3600))?;
+        }
+        span(
+            "auto_disable_after",
+            self.auto_disable_after,
+            Duration::ZERO,
+            s(3650 * 86_400),
+        )?;
+        span("maintenance_interval", self.maintenance_interval, ms(100), s(86_400))?;
+        if let Some(age) = self.retention {
+            span("retention", age, s(3600), s(36_500 * 86_400))?;
+        }
+        if let Some(rate) = self.busy_polling {
+            count("busy_polling", rate as usize, 10_000_000)?;
+        }
+        self.retry
+            .check()
+            .map_err(|why| Error::Config(format!("retry_policy: {why}")))?;
+        if self.max_lease_losses > 1000 {
+            return Err(Error::Config(format!(
+                "max_lease_losses ({}) must be between 1 and 1000",
+                self.max_lease_losses
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the settings and builds the HTTP client.
     pub fn build(self) -> Result<Dispatcher> {
+        self.check()?;
         let lease = self
             .lease
             .unwrap_or(self.http.request_timeout + Duration::from_secs(30));

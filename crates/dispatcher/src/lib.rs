@@ -22,7 +22,7 @@ pub use crate::db::outbox::{Enqueued, Event, outbox_insert as enqueue, outbox_in
 pub use crate::deliver::Outcome;
 pub use crate::dispatcher::{Dispatcher, DispatcherBuilder, MAX_REQUEST_BYTES_CEILING, MAX_RESPONSE_BYTES_CEILING};
 pub use crate::error::{Error, Result};
-pub use crate::migrate::{migrate, migrations_current};
+pub use crate::migrate::{MigrationState, migrate, migration_state, migrations_current};
 pub use crate::retry::{FailureKind, RetryPolicy};
 pub use crate::stats::Summary;
 pub use crate::wakeup::CHANNEL as NOTIFY_CHANNEL;

@@ -37,6 +37,8 @@ pub struct RetryPolicy {
     overload_floor: Duration,
     /// The most a `Retry-After` can stretch a delay to.
     retry_after_cap: Duration,
+    /// The growth factor of an exponential schedule, kept to be checked.
+    factor: Option<f64>,
 }
 
 impl Default for RetryPolicy {
@@ -52,6 +54,7 @@ impl Default for RetryPolicy {
             max_age: s(3 * 24 * 3600),
             overload_floor: s(60),
             retry_after_cap: s(3600),
+            factor: None,
         }
     }
 }
@@ -64,13 +67,15 @@ impl RetryPolicy {
         let mut delays = Vec::new();
         let mut next = initial.as_secs_f64();
         for _ in 1..max_attempts.max(1) {
-            let d = Duration::from_secs_f64(next.min(cap.as_secs_f64()));
+            // A factor the check refuses (NaN, negative) must not panic here.
+            let d = Duration::try_from_secs_f64(next.min(cap.as_secs_f64())).unwrap_or(Duration::ZERO);
             delays.push(d);
             next *= factor;
         }
         Self {
             delays,
             max_attempts: max_attempts.max(1),
+            factor: Some(factor),
             ..Self::default()
         }
     }
@@ -86,10 +91,31 @@ impl RetryPolicy {
         }
     }
 
-    /// Sets the jitter fraction (0 for none, at most 1).
+    /// Sets the jitter fraction (0 for none, at most 1; the dispatcher's
+    /// builder refuses anything else).
     pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter.clamp(0.0, 1.0);
+        self.jitter = jitter;
         self
+    }
+
+    /// Why the policy cannot be used, if it cannot: a jitter that is not a
+    /// fraction, a growth factor under 1 or not a number, a zero delay.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        if !(self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter)) {
+            return Err(format!("jitter ({}) must be a number from 0 to 1", self.jitter));
+        }
+        if let Some(f) = self.factor
+            && !(f.is_finite() && f >= 1.0)
+        {
+            return Err(format!("factor ({f}) must be a number of at least 1"));
+        }
+        if let Some(i) = self.delays.iter().position(Duration::is_zero) {
+            return Err(format!("delay {} is zero: retries need a delay", i + 1));
+        }
+        if self.max_age.is_zero() {
+            return Err("max_age must not be zero".into());
+        }
+        Ok(())
     }
 
     /// Sets the total number of attempts.

@@ -15,4 +15,5 @@ mod operational;
 mod outbox;
 mod retention;
 mod retries;
+mod settings;
 mod wakeups;
