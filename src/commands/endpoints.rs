@@ -43,7 +43,12 @@ fn endpoint_line(e: &Endpoint) -> String {
     }
     format!(
         "{}  {:<12} {:<18} {:<10} {}  [{}]{limits}",
-        e.id, e.owner, e.scheme, state, e.url, types
+        e.id,
+        e.owner,
+        e.scheme,
+        state,
+        e.display_url(),
+        types
     )
 }
 
@@ -204,7 +209,7 @@ pub enum EndpointCommand {
 /// Runs an `endpoint` subcommand, as an admin, through the same
 /// administration layer as the HTTP API.
 pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -> Result<ExitCode> {
-    let pool = db.pool(2).await?;
+    let pool = db.connect(2).await?;
     let scope = Scope::Admin;
     match cmd {
         EndpointCommand::Add {
@@ -327,7 +332,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                     .map(|e| {
                         let h = health.get(&e.id);
                         serde_json::json!({
-                            "id": e.id, "owner": e.owner, "url": e.url, "enabled": e.enabled,
+                            "id": e.id, "owner": e.owner, "url": e.display_url(), "enabled": e.enabled,
                             "disabled_reason": e.disabled_reason, "disabled_at": e.disabled_at,
                             "last_success_at": h.and_then(|h| h.last_success_at),
                             "last_failure_at": h.and_then(|h| h.last_failure_at),

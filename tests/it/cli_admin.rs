@@ -253,3 +253,77 @@ fn help_documents_the_exit_codes() {
     // And the codes are what the help says: a usage error is 2.
     assert_eq!(outhook(&["endpoint", "frobnicate"]).status.code(), Some(2));
 }
+
+/// The user-info of an endpoint URL is a secret: every listing shows it as
+/// `***`, and a URL given back with `***` keeps the stored credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_an_endpoint_url_are_never_printed_and_survive_a_read_and_write_back() {
+    let url = migrated_database().await;
+    let id = add_endpoint(&[
+        "endpoint",
+        "add",
+        "--database-url",
+        &url,
+        "--owner",
+        "acme",
+        "--scheme",
+        "trr",
+        "--url",
+        "https://alice:s3cret@acme.example/hook",
+    ]);
+    let shown = [
+        ok(&outhook(&["endpoint", "list", "--database-url", &url])),
+        ok(&outhook(&["endpoint", "list", "--json", "--database-url", &url])),
+        ok(&outhook(&["endpoint", "show", &id, "--database-url", &url])),
+    ];
+    for out in &shown {
+        assert!(
+            !out.contains("s3cret") && !out.contains("alice"),
+            "credentials printed: {out}"
+        );
+        assert!(out.contains("https://***@acme.example/hook"), "{out}");
+    }
+    // Written back as read, then with a new path: the credentials stay.
+    ok(&outhook(&[
+        "endpoint",
+        "update",
+        &id,
+        "--url",
+        "https://***@acme.example/hook2",
+        "--database-url",
+        &url,
+    ]));
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let stored: String = sqlx::query_scalar("SELECT url FROM outhook.endpoint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "https://alice:s3cret@acme.example/hook2");
+    // Hidden credentials are not carried to another host.
+    let moved = outhook(&[
+        "endpoint",
+        "update",
+        &id,
+        "--url",
+        "https://***@elsewhere.example/",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(moved.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&moved.stderr).contains("hidden"), "{moved:?}");
+    // A new URL with credentials of its own replaces them.
+    ok(&outhook(&[
+        "endpoint",
+        "update",
+        &id,
+        "--url",
+        "https://bob:other@acme.example/hook3",
+        "--database-url",
+        &url,
+    ]));
+    let stored: String = sqlx::query_scalar("SELECT url FROM outhook.endpoint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "https://bob:other@acme.example/hook3");
+}

@@ -143,11 +143,7 @@ impl Observed {
 
 /// The URL as logged: credentials in it are never stored.
 pub(crate) fn loggable_url(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    url.to_string()
+    crate::http::redact_url(url.as_str())
 }
 
 /// Makes one attempt at `row` and returns what to write back.
@@ -555,7 +551,7 @@ mod tests {
     #[test]
     fn credentials_in_urls_are_never_logged() {
         let url = reqwest::Url::parse("https://user:hunter2@example.com/hook").unwrap();
-        assert_eq!(loggable_url(&url), "https://user:***@example.com/hook");
+        assert_eq!(loggable_url(&url), "https://***@example.com/hook");
     }
 
     #[test]

@@ -127,6 +127,46 @@ pub enum UrlError {
     Refused(#[from] AddressRefused),
 }
 
+/// `url` with its user-info (the credentials in `https://user:pass@host/`)
+/// shown as `***`, for listings, answers, pages and logs: the user-info is
+/// a secret. A URL without one, or that does not parse, comes back as it
+/// was (with any `user@` cut the same way).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A URL given back after a listing showed it redacted: where `given`'s
+/// user-info is exactly `***` and its host and port are `stored`'s, the
+/// user-info `stored` holds is put back, so that reading an endpoint and
+/// writing it back keeps its credentials (never to another host). Any
+/// other URL is taken as given.
+pub fn restore_redacted_url(given: &str, stored: &str) -> String {
+    let Some((scheme, rest)) = given.split_once("://") else {
+        return given.to_owned();
+    };
+    let Some(after) = rest.strip_prefix("***@") else {
+        return given.to_owned();
+    };
+    let Some((_, stored_rest)) = stored.split_once("://") else {
+        return given.to_owned();
+    };
+    let stored_end = stored_rest.find(['/', '?', '#']).unwrap_or(stored_rest.len());
+    let given_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    match stored_rest[..stored_end].rfind('@') {
+        Some(at) if stored_rest[at + 1..stored_end].eq_ignore_ascii_case(&after[..given_end]) => {
+            format!("{scheme}://{}@{after}", &stored_rest[..at])
+        }
+        _ => given.to_owned(),
+    }
+}
+
 /// Parses an endpoint URL. Only the syntax: see [`AddressPolicy::check_url`]
 /// for what may be reached.
 pub fn parse_url(text: &str) -> std::result::Result<reqwest::Url, UrlError> {
@@ -284,6 +324,34 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_info_of_a_url_is_shown_as_stars_and_stars_given_back_keep_it() {
+        for (url, shown) in [
+            ("https://user:pass@example.com/hook", "https://***@example.com/hook"),
+            ("https://token@example.com/h?q=a@b", "https://***@example.com/h?q=a@b"),
+            ("https://example.com/a@b", "https://example.com/a@b"),
+            ("https://u:p@x@example.com/", "https://***@example.com/"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let stored = "https://user:pass@example.com/hook";
+        for (given, kept) in [
+            ("https://***@example.com/hook2", "https://user:pass@example.com/hook2"),
+            ("https://***@other.example/x", "https://***@other.example/x"),
+            ("https://***@example.com:8443/x", "https://***@example.com:8443/x"),
+            ("https://new:one@example.com/hook", "https://new:one@example.com/hook"),
+            ("https://example.com/hook", "https://example.com/hook"),
+        ] {
+            assert_eq!(restore_redacted_url(given, stored), kept, "{given}");
+        }
+        assert_eq!(
+            restore_redacted_url("https://***@example.com/", "https://example.com/"),
+            "https://***@example.com/",
+            "nothing stored to put back"
+        );
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -20,7 +20,10 @@ pub struct Endpoint {
     pub id: Uuid,
     /// The provider's customer, vendor or tenant it belongs to.
     pub owner: String,
-    /// Where requests go.
+    /// Where requests go. Its user-info (`https://user:pass@host/`) is a
+    /// secret: serialised (as `endpoint list --json` prints it) as `***`;
+    /// see [`Endpoint::display_url`].
+    #[serde(serialize_with = "redacted_url")]
     pub url: String,
     /// The signing scheme's name (`hmac` for custom settings).
     pub scheme: String,
@@ -65,6 +68,10 @@ pub struct Endpoint {
     pub created_at: DateTime<Utc>,
     /// When its settings or secrets last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::http::redact_url(url))
 }
 
 fn redacted_values<S: serde::Serializer>(headers: &serde_json::Value, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -460,6 +467,11 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
 }
 
 impl Endpoint {
+    /// The URL to show: its user-info, if any, as `***`.
+    pub fn display_url(&self) -> String {
+        crate::http::redact_url(&self.url)
+    }
+
     /// Its limits.
     pub fn limits(&self) -> Limits {
         Limits {

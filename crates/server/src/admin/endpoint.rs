@@ -444,7 +444,19 @@ pub async fn update(
     patch: EndpointPatch,
 ) -> Result<Endpoint> {
     let current = get(pool, scope, id).await?;
+    // A URL read back from a listing has its user-info as `***`: the
+    // stored credentials stay.
+    let mut patch = patch;
+    patch.url = patch
+        .url
+        .map(|url| outhook_dispatcher::http::restore_redacted_url(&url, &current.url));
     if let Some(url) = &patch.url {
+        if url.split_once("://").is_some_and(|(_, rest)| rest.starts_with("***@")) {
+            return Err(Error::parameter(
+                "url",
+                "its credentials are hidden (`***`) and kept only for the same host: give them again for another",
+            ));
+        }
         check_url(policy, url).await?;
     }
     if let Some(types) = &patch.event_types {

@@ -165,10 +165,11 @@ impl From<Endpoint> for EndpointOut {
             .as_object()
             .map(|m| m.keys().map(|k| (k.clone(), "***".to_owned())).collect())
             .unwrap_or_default();
+        let url = e.display_url();
         Self {
             id: e.id,
             owner: e.owner,
-            url: e.url,
+            url,
             scheme: e.scheme,
             scheme_settings: e.scheme_settings,
             event_types: e.event_types,

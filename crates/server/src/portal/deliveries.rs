@@ -96,7 +96,7 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQ
     let endpoints: HashMap<Uuid, String> = admin::endpoint::get_many(pool, &ctx.scope, &ids)
         .await?
         .into_iter()
-        .map(|e| (e.id, e.url))
+        .map(|e| (e.id, e.display_url()))
         .collect();
     let body = html! {
         div.heading {
@@ -252,7 +252,7 @@ pub async fn show(
                 dt { "Message id" } dd { code { (d.message_uid) } }
                 dt { "Endpoint" } dd {
                     @match &endpoint {
-                        Some(e) => a.url href=(ctx.href(&format!("/portal/endpoints/{}", e.id))) { (e.url) },
+                        Some(e) => a.url href=(ctx.href(&format!("/portal/endpoints/{}", e.id))) { (e.display_url()) },
                         None => span.muted { "(deleted endpoint)" },
                     }
                 }

@@ -119,7 +119,7 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx, Query(q): Query<O
                             @let h = health.get(&e.id);
                             tr {
                                 td {
-                                    a.url href=(ctx.href(&format!("/portal/endpoints/{}", e.id))) { (e.url) }
+                                    a.url href=(ctx.href(&format!("/portal/endpoints/{}", e.id))) { (e.display_url()) }
                                     @if !e.description.is_empty() { div.muted.small { (e.description) } }
                                 }
                                 @if is_admin { td { (e.owner) } }
@@ -218,7 +218,7 @@ pub async fn show(
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href=(ctx.href("/portal")) { "Endpoints" } " / " span { "Endpoint" } }
         div.heading {
-            h1.url-title { (e.url) }
+            h1.url-title { (e.display_url()) }
             div.actions {
                 (state_badge(&e))
                 a.button href={(base) "/edit"} { "Edit" }

@@ -79,7 +79,8 @@ impl Draft {
     fn from_endpoint(e: &Endpoint) -> Self {
         Self {
             owner: e.owner.clone(),
-            url: e.url.clone(),
+            // Credentials in the URL stay hidden; `***` given back keeps them.
+            url: e.display_url(),
             description: e.description.clone(),
             scheme: e.scheme.clone(),
             event_types: e.event_types.clone(),
@@ -394,7 +395,7 @@ pub async fn confirm_delete(State(state): State<AppState>, ctx: Ctx, Path(id): P
         }
         div.heading { h1 { "Delete this endpoint?" } }
         section.card {
-            p { "Webhooks will no longer be sent to " strong.url { (e.url) } "." }
+            p { "Webhooks will no longer be sent to " strong.url { (e.display_url()) } "." }
             p.muted { "Deliveries still waiting for it are given up, and its secret stops working. This cannot be undone." }
             form.inline method="post" action=(ctx.href(&format!("/portal/endpoints/{id}/delete"))) {
                 (csrf_field(&ctx))

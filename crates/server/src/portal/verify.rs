@@ -155,7 +155,7 @@ pub async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Uuid>)
         div.heading {
             div {
                 h1 { "Verify requests" }
-                p.muted { "What your server checks before it trusts a webhook sent to " span.url { (e.url) } "." }
+                p.muted { "What your server checks before it trusts a webhook sent to " span.url { (e.display_url()) } "." }
             }
         }
         @match &guide {
