@@ -40,6 +40,18 @@ fn fingerprint(row: &DispatchEndpoint) -> u64 {
     let mut h = DefaultHasher::new();
     row.secrets.hash(&mut h);
     row.private_key_pem.hash(&mut h);
+    // Everything a delivery uses, so that a change the row's `updated_at`
+    // does not show (a trigger dropped or disabled) is seen all the same.
+    row.url.hash(&mut h);
+    row.scheme.hash(&mut h);
+    row.scheme_settings.as_ref().map(ToString::to_string).hash(&mut h);
+    row.enabled.hash(&mut h);
+    row.disabled_reason.hash(&mut h);
+    row.headers.to_string().hash(&mut h);
+    row.message_id_header.hash(&mut h);
+    row.fifo.hash(&mut h);
+    row.rate_limit.map(f64::to_bits).hash(&mut h);
+    row.max_in_flight.hash(&mut h);
     h.finish()
 }
 

@@ -221,3 +221,53 @@ async fn claims_use_a_connection_of_their_own_durable_or_not() {
         assert_eq!(own, 1, "durable_claims({durable})");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_changed_by_plain_sql_reaches_a_running_worker_within_the_cache_ttl() {
+    let pool = db().await;
+    let old = Receiver::start().await.unwrap();
+    let new = Receiver::start().await.unwrap();
+    let (endpoint, _) = endpoint(&pool, "o", &old.url("/hook"), "standard-webhooks").await;
+    let send = |n: i32| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("INSERT INTO outhook.outbox (event_type, payload, endpoint_id) VALUES ('t', json_build_object('n', $1), $2)")
+                .bind(n)
+                .bind(endpoint)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    // A 50 ms cache (see `builder`): the worker holds the endpoint.
+    let running = Running::start(builder(&pool));
+    send(1).await;
+    old.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    let before: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM outhook.endpoint WHERE id = $1")
+            .bind(endpoint)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // As a provider's own SQL would: the URL alone, nothing else.
+    sqlx::query("UPDATE outhook.endpoint SET url = $1 WHERE id = $2")
+        .bind(new.url("/hook"))
+        .bind(endpoint)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let after: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM outhook.endpoint WHERE id = $1")
+            .bind(endpoint)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(after > before, "updated_at moved with the change: {before} -> {after}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(2).await;
+    let got = new.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["n"], 2);
+    running.stop().await;
+    assert_eq!(old.received().len(), 1, "nothing more went to the old URL");
+}
