@@ -438,7 +438,34 @@ async fn requests_without_a_working_token_are_refused_with_401() {
             )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Who asks is checked before anything else: a bad Idempotency-Key
+        // on an unauthorised request is still a 401.
+        let mut request = server
+            .http
+            .post(format!("{}/v1/messages", server.base))
+            .header("Idempotency-Key", "k".repeat(300))
+            .json(&json!({"event_type": "a", "owner": "acme", "payload": {}}));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{token:?}"
+        );
     }
+    // With a working token, the same key is a 400 that names it.
+    let long = "k".repeat(300);
+    let (status, body) = server
+        .raw(
+            Method::POST,
+            "/v1/messages",
+            &[("Idempotency-Key", long.as_str()), ("content-type", "application/json")],
+            br#"{"event_type": "a", "owner": "acme", "payload": {}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("Idempotency-Key"), "{body}");
     assert_eq!(server.count("outbox").await, 0);
     // `token list` shows both states and never a secret.
     let listed = cli(&server.url, &["token", "list"]);

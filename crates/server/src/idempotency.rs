@@ -29,8 +29,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let Some(key) = request.headers().get(HEADER) else {
+    let Some(key) = request.headers().get(HEADER).cloned() else {
         return next.run(request).await;
+    };
+    // Who asks comes first: a request without a valid token is a 401,
+    // whatever else is wrong with it.
+    let scope = match scope_of(&state, request.headers()).await {
+        Ok(s) => s,
+        Err(p) => return p.into_response(),
     };
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
@@ -41,10 +47,6 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             )
             .into_response();
         }
-    };
-    let scope = match scope_of(&state, request.headers()).await {
-        Ok(s) => s,
-        Err(p) => return p.into_response(),
     };
     let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, state.config().max_body_bytes).await {

@@ -93,7 +93,7 @@ pub async fn read(
 /// Retry a delivery now with a fresh retry cycle (a dead letter comes back;
 /// a delivered one is sent again).
 #[utoipa::path(operation_id = "delivery_retry", post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     responses((status = 202, body = DeliveryOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn retry(
@@ -107,7 +107,7 @@ pub async fn retry(
 
 /// Re-queue an endpoint's dead letters of messages enqueued since a time.
 #[utoipa::path(operation_id = "endpoint_recover", post, path = "/v1/endpoints/{id}/recover", tag = "endpoints", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     request_body = RecoverIn,
     responses((status = 202, body = RequeuedOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]

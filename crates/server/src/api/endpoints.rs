@@ -38,7 +38,7 @@ pub struct ListParams {
 
 /// Create an endpoint. Its secret is in the answer, this once.
 #[utoipa::path(operation_id = "endpoint_create", post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     responses((status = 201, body = EndpointCreatedOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn create(
@@ -195,7 +195,7 @@ pub async fn secret(
 
 /// Add a new secret; the current ones keep signing for the grace period.
 #[utoipa::path(operation_id = "endpoint_secret_rotate", post, path = "/v1/endpoints/{id}/secret/rotate", tag = "endpoints", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     request_body = RotateIn,
     responses((status = 200, body = RotateOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]

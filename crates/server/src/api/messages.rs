@@ -31,7 +31,7 @@ pub struct ListParams {
 /// `INSERT` into the outbox would. 201 when new; 200 with `duplicate` when
 /// its `event_id` was sent before.
 #[utoipa::path(operation_id = "message_create", post, path = "/v1/messages", tag = "messages", request_body = MessageIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     responses((status = 201, body = MessageCreatedOut), (status = 200, body = MessageCreatedOut, description = "the event_id was sent before"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -121,7 +121,7 @@ pub async fn read(
 
 /// Send a message to an endpoint again, with a fresh retry cycle.
 #[utoipa::path(operation_id = "message_replay", post, path = "/v1/messages/{id}/replay", tag = "messages", params(("id" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     request_body = ReplayIn,
     responses((status = 202, body = ReplayOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]

@@ -34,7 +34,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 
 /// Make a short-lived link that opens the delivery portal for one owner.
 #[utoipa::path(operation_id = "portal_link_create", post, path = "/v1/portal-links", tag = "portal",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
     request_body = PortalLinkIn,
     responses((status = 201, body = PortalLinkOut), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
