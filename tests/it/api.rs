@@ -935,3 +935,34 @@ async fn concurrent_messages_share_commits_and_each_gets_its_own_answer() {
     assert!(once.iter().all(|(_, id, _)| *id == once[0].1));
     assert_eq!(server.count("outbox").await, 51);
 }
+
+/// JSON Schema counts `2.0` as an integer, and so does the API; `2.5` is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_numbers_written_with_a_point_are_integers_and_fractions_are_refused() {
+    let server = Server::start(&["--no-worker"]).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                json!({"owner": "acme", "url": "https://acme.example/hook", "scheme": "standard-webhooks",
+                        "max_in_flight": 2.0, "auto_disable_after_seconds": 3600.0}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["max_in_flight"], 2);
+    assert_eq!(body["auto_disable_after_seconds"], 3600);
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(
+                json!({"owner": "acme", "url": "https://acme.example/hook", "scheme": "standard-webhooks",
+                        "max_in_flight": 2.5}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("2.5 is not a whole number"), "{body}");
+}

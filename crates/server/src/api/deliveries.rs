@@ -22,6 +22,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `pending`, `delivered` or `dead`.
+    #[param(pattern = "^(pending|delivered|dead)$")]
     pub status: Option<String>,
     /// Only this endpoint's.
     pub endpoint_id: Option<Uuid>,
@@ -32,6 +33,7 @@ pub struct ListParams {
     /// Only messages enqueued before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
@@ -126,6 +128,7 @@ pub async fn recover(
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// `24h` (default) or `7d`.
+    #[param(pattern = "^(24h|7d)$")]
     pub period: Option<String>,
 }
 

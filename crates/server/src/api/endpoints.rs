@@ -30,6 +30,7 @@ pub struct ListParams {
     /// Only enabled (`true`) or disabled (`false`) endpoints.
     pub enabled: Option<bool>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-f]{32}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]

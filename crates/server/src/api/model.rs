@@ -47,6 +47,8 @@ pub struct EndpointIn {
     /// Disable the endpoint (holding its deliveries) after this many seconds
     /// of failed attempts without a success; default: the worker's (5 days);
     /// 0: never.
+    #[schema(minimum = 0, maximum = 31536000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub auto_disable_after_seconds: Option<u64>,
     /// Ordered: deliveries are attempted one at a time, in outbox order; a
     /// failing one holds its successors back until it is delivered or dead.
@@ -59,10 +61,12 @@ pub struct EndpointIn {
     /// How many requests may go back to back within the rate (default 1);
     /// needs `rate_limit`.
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub rate_limit_burst: Option<i32>,
     /// At most this many attempts in flight at once, across every worker;
     /// absent or 0: no limit.
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub max_in_flight: Option<i32>,
     /// A content filter on the payload, such as `collection = "0xabc" and amount >= 10`:
     /// only matching events of its types are delivered (see the README for the language).
@@ -92,6 +96,8 @@ pub struct EndpointPatchIn {
     /// A new message-id header name; `""` for none.
     pub message_id_header: Option<String>,
     /// A new auto-disable window in seconds; 0: never.
+    #[schema(minimum = 0, maximum = 31536000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub auto_disable_after_seconds: Option<u64>,
     /// Ordered or not (deliveries already pending are not reordered).
     pub fifo: Option<bool>,
@@ -100,9 +106,11 @@ pub struct EndpointPatchIn {
     pub rate_limit: Option<f64>,
     /// A new burst; 0: the default, 1.
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub rate_limit_burst: Option<i32>,
     /// A new limit of attempts in flight; 0: none.
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub max_in_flight: Option<i32>,
     /// A new content filter; empty removes it.
     #[schema(max_length = 4096)]
@@ -238,6 +246,8 @@ pub struct SecretsOut {
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
     /// How long the current secrets keep signing (default 86400, at most 30 days).
+    #[schema(minimum = 0, maximum = 2592000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub grace_period_seconds: Option<u64>,
     /// Use this secret instead of generating one.
     pub secret: Option<String>,
@@ -548,6 +558,8 @@ pub struct PortalLinkIn {
     pub owner: Option<String>,
     /// How long the link works, 60 to 604800 seconds (default 900). The
     /// session it opens lasts the server's portal session time.
+    #[schema(minimum = 60, maximum = 604800)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -560,4 +572,30 @@ pub struct PortalLinkOut {
     pub owner: String,
     /// When the link stops working.
     pub expires_at: DateTime<Utc>,
+}
+
+/// JSON numbers without a fractional part (`5` and `5.0`) as integers: JSON
+/// Schema counts both as integers, and so does this API.
+pub(crate) mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    fn to<T: TryFrom<i64>>(n: &serde_json::Number) -> Result<T, String> {
+        let i = match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Some(i),
+            // Integral and exactly representable: below 2^53.
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Some(f as i64),
+            _ => None,
+        };
+        i.and_then(|i| T::try_from(i).ok())
+            .ok_or_else(|| format!("{n} is not a whole number in range"))
+    }
+
+    /// An optional whole number.
+    pub(crate) fn option<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| to(&n))
+            .transpose()
+            .map_err(D::Error::custom)
+    }
 }
