@@ -387,12 +387,7 @@ impl Claimer {
                 break;
             };
             let target = targets.get(&row.endpoint_id).cloned().flatten();
-            let endpoint = row.endpoint_id;
-            if let Ok(mut f) = self.in_flight.lock() {
-                *f.entry(endpoint).or_insert(0) += 1;
-            }
-            let in_flight = self.in_flight.clone();
-            let freed = self.freed.clone();
+            let counted = Counted::new(&self.in_flight, row.endpoint_id, &self.freed);
             let ctx = self.ctx.clone();
             let results = self.results.clone();
             let held = self.held.clone();
@@ -415,15 +410,7 @@ impl Claimer {
                         h.remove(&id);
                     }
                     drop(permit);
-                    if let Ok(mut f) = in_flight.lock()
-                        && let Some(n) = f.get_mut(&endpoint)
-                    {
-                        *n -= 1;
-                        if *n == 0 {
-                            f.remove(&endpoint);
-                        }
-                    }
-                    freed.notify_one();
+                    drop(counted);
                     metrics::gauge!("outhook_attempts_in_flight").decrement(1.0);
                 }
                 .instrument(span),
@@ -465,6 +452,42 @@ impl Claimer {
                 (Vec::new(), true)
             }
         }
+    }
+}
+
+/// An attempt counted in its endpoint's attempts in flight (see
+/// [`fairness`]) until it is dropped, however its task ends; then the
+/// claimer is told a slot is free.
+struct Counted {
+    in_flight: Arc<Mutex<HashMap<uuid::Uuid, usize>>>,
+    endpoint: uuid::Uuid,
+    freed: Arc<Notify>,
+}
+
+impl Counted {
+    fn new(in_flight: &Arc<Mutex<HashMap<uuid::Uuid, usize>>>, endpoint: uuid::Uuid, freed: &Arc<Notify>) -> Self {
+        if let Ok(mut f) = in_flight.lock() {
+            *f.entry(endpoint).or_insert(0) += 1;
+        }
+        Self {
+            in_flight: in_flight.clone(),
+            endpoint,
+            freed: freed.clone(),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.in_flight.lock()
+            && let Some(n) = f.get_mut(&self.endpoint)
+        {
+            *n -= 1;
+            if *n == 0 {
+                f.remove(&self.endpoint);
+            }
+        }
+        self.freed.notify_one();
     }
 }
 
