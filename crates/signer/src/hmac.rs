@@ -236,6 +236,11 @@ impl HmacScheme {
         self.body
     }
 
+    /// How this scheme reads its secrets.
+    pub fn key_form(&self) -> KeyForm {
+        self.key
+    }
+
     /// Turns secret text into this scheme's key bytes.
     pub fn key(&self, secret: &Secret) -> Result<HmacKey, KeyError> {
         let text = secret.expose();

@@ -17,7 +17,7 @@ pub use crate::message::{HeaderSource, Message, SignedRequest};
 pub use crate::rsa::{RsaKeyPair, RsaPublicKey, RsaScheme};
 pub use crate::scheme::{
     BodySetting, ContentSetting, EncodingSetting, HmacSettings, InvalidSettings, KeyKind, KeySetting, LayoutSetting,
-    Scheme, Signer, UnknownScheme, Verifier,
+    MAX_TOLERANCE_SECONDS, Scheme, Signer, UnknownScheme, Verifier,
 };
 pub use crate::secret::Secret;
 pub use bytes::Bytes;

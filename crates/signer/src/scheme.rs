@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::ed25519::{self, Ed25519SigningKey, Ed25519VerifyingKey};
@@ -145,9 +145,26 @@ pub struct HmacSettings {
     /// the layout is `stripe`.
     #[serde(default)]
     pub timestamp_header: Option<String>,
-    /// Timestamp tolerance in seconds (default 300).
-    #[serde(default)]
+    /// Timestamp tolerance in seconds (default 300), at most a year.
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub tolerance_seconds: Option<u64>,
+}
+
+/// The most [`HmacSettings::tolerance_seconds`] may be: a year.
+pub const MAX_TOLERANCE_SECONDS: u64 = 365 * 86_400;
+
+/// An optional whole number of seconds, also when written as `300.0`
+/// (JSON does not tell the two apart).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Ok(Some(u)),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_TOLERANCE_SECONDS as f64 => Ok(Some(f as u64)),
+        _ => Err(D::Error::custom(format!("{n} is not a whole number of seconds"))),
+    }
 }
 
 /// [`HmacSettings::layout`].
@@ -214,6 +231,14 @@ impl TryFrom<&HmacSettings> for Scheme {
 
     fn try_from(s: &HmacSettings) -> Result<Self, InvalidSettings> {
         let name = |text: &str| HeaderName::try_from(text).map_err(|_| InvalidSettings("not a valid header name"));
+        // The prefix goes into the signature header's value: refused now
+        // rather than at every delivery.
+        if s.tolerance_seconds.is_some_and(|t| t > MAX_TOLERANCE_SECONDS) {
+            return Err(InvalidSettings("tolerance_seconds is at most a year"));
+        }
+        if HeaderValue::from_str(&s.prefix).is_err() {
+            return Err(InvalidSettings("the prefix cannot be part of a header value"));
+        }
         let mut scheme = HmacScheme::custom(name(&s.header)?)
             .with_layout(match s.layout {
                 LayoutSetting::Prefixed => Layout::Prefixed(s.prefix.clone()),
