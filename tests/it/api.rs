@@ -606,15 +606,23 @@ async fn bad_input_gets_its_problem_type_and_writes_nothing() {
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"hmac","scheme_settings":{"header":"X","encoding":"rot13"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"not a url","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid-url"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"ftp://a.example/x","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid-url"),
-        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://10.1.2.3/hook","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "address-refused"),
-        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://169.254.169.254/latest","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "address-refused"),
-        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://[::ffff:192.168.0.1]/","scheme":"trr"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "address-refused"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://10.1.2.3/hook","scheme":"trr"}"#.to_vec(), StatusCode::FORBIDDEN, "address-refused"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://169.254.169.254/latest","scheme":"trr"}"#.to_vec(), StatusCode::FORBIDDEN, "address-refused"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"http://[::ffff:192.168.0.1]/","scheme":"trr"}"#.to_vec(), StatusCode::FORBIDDEN, "address-refused"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","headers":{"Content-Type":"text/plain"}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","message_id_header":"Content-Type"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","rate_limit_burst":5}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","rate_limit":-1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","max_in_flight":2000000}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"ac\u0000me","url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":" \t ","url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"trr","description":"a\u0000"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::POST, "/v1/endpoints", json_header.to_vec(), br#"{"owner":"acme","url":"https://a.example","scheme":"hmac","scheme_settings":{"header":"X","prefix":"a\nb"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings"),
+        (Method::POST, "/v1/endpoints", vec![("content-type", "application/json"), ("idempotency-key", "a\tb")], br#"{"owner":"acme","url":"https://a.example","scheme":"trr"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::PUT, "/v1/event-types/item.sold", json_header.to_vec(), br#"{"schema":{"\u0000":{}}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::PUT, "/v1/event-types/item.sold", json_header.to_vec(), br#"{"schema":false}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid-parameter"),
+        (Method::PATCH, "/v1/event-catalog", json_header.to_vec(), br#"{"strict":true}"#.to_vec(), StatusCode::CONFLICT, "conflict"),
         (Method::GET, "/v1/deliveries?limit=251", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?limit=0", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
         (Method::GET, "/v1/deliveries?status=lost", vec![], vec![], StatusCode::BAD_REQUEST, "invalid-parameter"),
@@ -965,4 +973,88 @@ async fn whole_numbers_written_with_a_point_are_integers_and_fractions_are_refus
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("2.5 is not a whole number"), "{body}");
+}
+
+/// A request the document calls valid is refused only for the server's
+/// state, with 409, never with 400 or 422; and what the document allows
+/// that looks odd (an empty time window, a name listed twice) is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_for_the_resource_state_are_conflicts() {
+    let server = Server::start(&["--no-worker"]).await;
+    let create = |scheme: &'static str| {
+        server.admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"owner": "acme", "url": "https://acme.example/hook", "scheme": scheme})),
+        )
+    };
+    let (status, cometh) = create("cometh").await;
+    assert_eq!(status, StatusCode::CREATED, "{cometh}");
+    let (status, github) = create("github").await;
+    assert_eq!(status, StatusCode::CREATED, "{github}");
+    let (status, sw) = create("standard-webhooks").await;
+    assert_eq!(status, StatusCode::CREATED, "{sw}");
+
+    let conflicts = [
+        (
+            format!("/v1/endpoints/{}/secret/rotate", cometh["id"].as_str().unwrap()),
+            Method::POST,
+            json!({}),
+        ),
+        (
+            format!("/v1/endpoints/{}/secret/rotate", sw["id"].as_str().unwrap()),
+            Method::POST,
+            json!({"secret": "not base64!"}),
+        ),
+        (
+            format!("/v1/endpoints/{}", github["id"].as_str().unwrap()),
+            Method::PATCH,
+            json!({"scheme_settings": {"header": "X-Sig"}}),
+        ),
+        (
+            format!("/v1/endpoints/{}", github["id"].as_str().unwrap()),
+            Method::PATCH,
+            json!({"rate_limit_burst": 5}),
+        ),
+    ];
+    for (path, method, body) in conflicts {
+        let (status, problem) = server.admin(method.clone(), &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {path} {body}: {problem}");
+        assert_eq!(problem["type"], "urn:outhook:problem:conflict", "{problem}");
+    }
+    // Lifting the rate and setting a burst in one patch is wrong by itself.
+    let (status, problem) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/endpoints/{}", github["id"].as_str().unwrap()),
+            Some(json!({"rate_limit": 0, "rate_limit_burst": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+
+    // An empty window: an empty page, not an error.
+    let (status, page) = server
+        .admin(
+            Method::GET,
+            "/v1/deliveries?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"], json!([]));
+
+    // A name listed twice in a catalog: the later entry wins.
+    let (status, applied) = server
+        .admin(
+            Method::PUT,
+            "/v1/event-catalog",
+            Some(json!({"event_types": [
+                {"name": "item.sold", "description": "first"},
+                {"name": "item.sold", "description": "second"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let (_, read) = server.admin(Method::GET, "/v1/event-types/item.sold", None).await;
+    assert_eq!(read["description"], "second");
 }

@@ -450,7 +450,7 @@ async fn a_strict_catalog_refuses_unknown_types_on_every_path() {
             Some(json!({"event_type": "item.stolen", "owner": "acme", "payload": {"a": 1}})),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["type"], "urn:outhook:problem:event-type-refused");
     assert!(body["detail"].as_str().unwrap().contains("\"item.stolen\""), "{body}");
     let (status, body) = server
@@ -474,7 +474,7 @@ async fn a_strict_catalog_refuses_unknown_types_on_every_path() {
     let answers = futures_util::future::join_all(calls).await;
     for (i, (status, body)) in answers.iter().enumerate() {
         let want = if i == 3 {
-            StatusCode::UNPROCESSABLE_ENTITY
+            StatusCode::CONFLICT
         } else {
             StatusCode::CREATED
         };

@@ -13,6 +13,7 @@ pub mod event_type;
 pub mod key;
 pub mod message;
 pub mod portal;
+pub mod rules;
 pub mod schema;
 pub mod token;
 
@@ -72,6 +73,11 @@ pub enum Error {
     /// Scheme settings, a secret or a key that cannot be used.
     #[error("{0}")]
     Settings(String),
+    /// A request that does not fit the resource as it is now (another
+    /// scheme's settings or secret, a burst without a rate limit, strict
+    /// mode on an empty catalog).
+    #[error("{0}")]
+    Conflict(String),
     /// A message payload that is not a JSON object or array.
     #[error("{0}")]
     Payload(String),

@@ -38,8 +38,15 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Ok(s) => s,
         Err(p) => return p.into_response(),
     };
+    // The rule of the document: 1 to 255 visible ASCII characters, with
+    // spaces only inside (no tab, which a header value may hold).
+    let bytes = key.as_bytes();
+    let valid = (1..=255).contains(&bytes.len())
+        && bytes.iter().all(|b| (b' '..=b'~').contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ');
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
+        Ok(k) if valid => k.to_owned(),
         _ => {
             return Problem::new(
                 ProblemKind::InvalidParameter,

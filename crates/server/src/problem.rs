@@ -27,6 +27,10 @@ pub enum ProblemKind {
     UnknownScheme,
     /// Scheme settings, a secret or a key that cannot be used.
     InvalidSettings,
+    /// A request that does not fit the resource's current state: settings
+    /// or a secret for another scheme than the endpoint's, a burst for an
+    /// endpoint without a rate limit, strict mode on an empty catalog.
+    Conflict,
     /// An endpoint URL that is malformed or not http(s).
     InvalidUrl,
     /// An endpoint URL whose address is private or reserved and not allowlisted.
@@ -66,6 +70,7 @@ impl ProblemKind {
         Self::InvalidPayload,
         Self::UnknownScheme,
         Self::InvalidSettings,
+        Self::Conflict,
         Self::InvalidUrl,
         Self::AddressRefused,
         Self::InvalidParameter,
@@ -90,6 +95,7 @@ impl ProblemKind {
             Self::InvalidPayload => "invalid-payload",
             Self::UnknownScheme => "unknown-scheme",
             Self::InvalidSettings => "invalid-settings",
+            Self::Conflict => "conflict",
             Self::InvalidUrl => "invalid-url",
             Self::AddressRefused => "address-refused",
             Self::InvalidParameter => "invalid-parameter",
@@ -121,13 +127,15 @@ impl ProblemKind {
             | Self::UnknownScheme
             | Self::InvalidSettings
             | Self::InvalidUrl
-            | Self::AddressRefused
-            | Self::EventTypeRefused
             | Self::InvalidFilter
-            | Self::SchemaMismatch
-            | Self::EndpointLimit => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            | Self::SchemaMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            // Refusals that depend on the server's policy or state, not on
+            // the request's form: the address allowlist, the catalog in
+            // strict mode, the owner's count of endpoints, the resource as it is.
+            Self::Forbidden | Self::AddressRefused => StatusCode::FORBIDDEN,
+            Self::IdempotencyConflict | Self::EventTypeRefused | Self::EndpointLimit | Self::Conflict => {
+                StatusCode::CONFLICT
+            }
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -144,6 +152,7 @@ impl ProblemKind {
             Self::InvalidPayload => "The message payload must be a JSON object or array",
             Self::UnknownScheme => "Unknown signing scheme",
             Self::InvalidSettings => "Unusable scheme settings, secret or key",
+            Self::Conflict => "The request does not fit the resource's current state",
             Self::InvalidUrl => "Invalid endpoint URL",
             Self::AddressRefused => "The endpoint's address is private or reserved",
             Self::InvalidParameter => "Invalid parameter",
@@ -235,6 +244,7 @@ impl From<crate::admin::Error> for Problem {
             E::Url(_) => ProblemKind::InvalidUrl,
             E::UnknownScheme(_) => ProblemKind::UnknownScheme,
             E::Settings(_) => ProblemKind::InvalidSettings,
+            E::Conflict(_) => ProblemKind::Conflict,
             E::Payload(_) => ProblemKind::InvalidPayload,
             E::Parameter { .. } => ProblemKind::InvalidParameter,
             E::EventRefused(_) => ProblemKind::EventTypeRefused,

@@ -36,10 +36,13 @@ pub struct ListQuery {
 /// A page of deliveries in the caller's scope, newest first.
 pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page<Delivery>> {
     let limit = super::page_limit(query.limit)?;
+    let before_id = parse_id_cursor(query.cursor.as_deref())?;
     if let (Some(since), Some(until)) = (query.since, query.until)
-        && since > until
+        && since >= until
     {
-        return Err(Error::parameter("since", "is after until"));
+        // An empty window holds nothing: an empty page, as for any other
+        // filter that nothing matches.
+        return Ok(Page::from_overfetch(Vec::new(), limit, |d: &Delivery| d.id.to_string()));
     }
     let data = delivery_list(
         pool,
@@ -51,7 +54,7 @@ pub async fn list(pool: &PgPool, scope: &Scope, query: ListQuery) -> Result<Page
             owner: scope.owner().map(str::to_owned),
             since: query.since,
             until: query.until,
-            before_id: parse_id_cursor(query.cursor.as_deref())?,
+            before_id,
             limit: Some(limit + 1),
         },
     )

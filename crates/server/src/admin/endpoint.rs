@@ -103,6 +103,7 @@ pub struct EndpointPatch {
 
 /// Parses a content filter; empty or blank means none.
 pub fn parse_filter(text: &str) -> Result<Option<Filter>> {
+    super::rules::check_text("filter", text, 4096)?;
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -251,8 +252,11 @@ fn check_id_header(name: &str) -> Result<()> {
 
 fn owner_for(scope: &Scope, given: Option<String>) -> Result<String> {
     match (scope, given) {
-        (Scope::Admin, Some(o)) if !o.trim().is_empty() => Ok(o),
-        (Scope::Admin, _) => Err(Error::parameter("owner", "required")),
+        (Scope::Admin, Some(o)) => {
+            super::rules::check_name("owner", &o)?;
+            Ok(o)
+        }
+        (Scope::Admin, None) => Err(Error::parameter("owner", "required")),
         (Scope::Owner(o), None) => Ok(o.clone()),
         (Scope::Owner(o), Some(given)) if given == *o => Ok(given),
         (Scope::Owner(o), Some(_)) => Err(Error::parameter("owner", format!("this token can only act for `{o}`"))),
@@ -310,6 +314,7 @@ pub async fn create_limited(
     check_url(policy, &input.url).await?;
     check_event_types(&input.event_types)?;
     let filter = parse_filter(input.filter.as_deref().unwrap_or(""))?;
+    super::rules::check_text("description", &input.description, super::rules::TEXT_MAX)?;
     check_limits(&input.limits)?;
     let headers = check_headers(&input.headers)?;
     if let Some(name) = &input.message_id_header {
@@ -463,14 +468,40 @@ pub async fn update(
         check_event_types(types)?;
     }
     let filter = patch.filter.as_deref().map(parse_filter).transpose()?;
+    for (field, text) in [
+        ("description", &patch.description),
+        ("disabled_reason", &patch.disabled_reason),
+    ] {
+        if let Some(text) = text {
+            super::rules::check_text(field, text, super::rules::TEXT_MAX)?;
+        }
+    }
     let headers = patch.headers.as_ref().map(check_headers).transpose()?;
     if let Some(settings) = &patch.scheme_settings {
+        if current.scheme != "hmac" {
+            return Err(Error::Conflict(format!(
+                "scheme `{}` takes no scheme_settings (only `hmac` does)",
+                current.scheme
+            )));
+        }
         scheme(&current.scheme, Some(settings))?;
     }
     if let Some(name) = &patch.message_id_header {
         check_id_header(name)?;
     }
-    check_limits(&merged_limits(current.limits(), &patch))?;
+    if let Err(e) = check_limits(&merged_limits(current.limits(), &patch)) {
+        // A burst for a rate the endpoint does not have is a conflict with
+        // its state; a patch that lifts the rate and sets a burst is wrong
+        // by itself.
+        let from_state = patch.rate_limit != Some(0.0) || patch.rate_limit_burst.is_none_or(|b| b == 0);
+        return Err(match e {
+            Error::Parameter {
+                name: "rate_limit_burst",
+                reason,
+            } if from_state => Error::Conflict(format!("rate_limit_burst: {reason}, and the endpoint has none")),
+            e => e,
+        });
+    }
     let mut endpoint = current;
     if patch.url.is_some()
         || patch.event_types.is_some()
@@ -580,9 +611,16 @@ pub async fn rotate_secret(
         return Err(Error::parameter("grace_period_seconds", "at most 30 days"));
     }
     let endpoint = get(pool, scope, id).await?;
-    let parsed = scheme(&endpoint.scheme, endpoint.scheme_settings.as_ref())?;
+    // Settings stored by an older version or by SQL that no longer sign
+    // are the endpoint's state, not this request's fault.
+    let parsed = scheme(&endpoint.scheme, endpoint.scheme_settings.as_ref()).map_err(|e| match e {
+        Error::Settings(reason) | Error::UnknownScheme(reason) => {
+            Error::Conflict(format!("the endpoint's scheme cannot sign: {reason}"))
+        }
+        e => e,
+    })?;
     if parsed.key_kind() == KeyKind::Rsa {
-        return Err(Error::Settings(format!(
+        return Err(Error::Conflict(format!(
             "scheme `{}` signs with the provider's key, not a secret",
             endpoint.scheme
         )));
@@ -592,7 +630,7 @@ pub async fn rotate_secret(
         None => parsed.generate_secret().map_err(|e| Error::Settings(e.to_string()))?,
     };
     outhook_signer::Signer::new(parsed, std::slice::from_ref(&secret))
-        .map_err(|e| Error::Settings(format!("secret: {e}")))?;
+        .map_err(|e| Error::Conflict(format!("secret: {e} (for scheme `{}`)", endpoint.scheme)))?;
     endpoint_secret_rotate(pool, id, &secret, grace).await?;
     Ok(secret)
 }

@@ -65,12 +65,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
 
 fn check(input: EventTypeInput) -> Result<EventTypeDef> {
     check_name("name", &input.name)?;
-    if input.description.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::parameter(
-            "description",
-            format!("at most {MAX_DESCRIPTION} characters"),
-        ));
-    }
+    super::rules::check_text("description", &input.description, MAX_DESCRIPTION)?;
     if input.group.chars().count() > MAX_GROUP || input.group.chars().any(char::is_control) {
         return Err(Error::parameter(
             "group",
@@ -78,9 +73,14 @@ fn check(input: EventTypeInput) -> Result<EventTypeDef> {
         ));
     }
     if let Some(schema) = &input.schema
-        && !(schema.is_object() || schema.is_boolean())
+        && !schema.is_object()
     {
-        return Err(Error::parameter("schema", "a JSON Schema is an object or a boolean"));
+        // `true` would say nothing and `false` refuse every payload and
+        // example: a schema here is an object (`{}` accepts everything).
+        return Err(Error::parameter("schema", "a JSON Schema object"));
+    }
+    if input.schema.as_ref().is_some_and(super::rules::json_has_nul) {
+        return Err(Error::parameter("schema", "no key or string in it may hold U+0000"));
     }
     if input.examples.len() > MAX_EXAMPLES {
         return Err(Error::parameter("examples", format!("at most {MAX_EXAMPLES}")));
@@ -179,9 +179,8 @@ pub async fn strict(pool: &PgPool) -> Result<bool> {
 pub async fn set_strict(pool: &PgPool, scope: &Scope, strict: bool) -> Result<()> {
     admin_only(scope)?;
     if strict && event_type_list(pool).await?.is_empty() {
-        return Err(Error::parameter(
-            "strict",
-            "the catalog is empty: strict mode would refuse every event; add event types first",
+        return Err(Error::Conflict(
+            "strict: the catalog is empty: strict mode would refuse every event; add event types first".into(),
         ));
     }
     Ok(catalog_strict_set(pool, strict).await?)
@@ -224,18 +223,15 @@ pub struct Applied {
 /// the same file again changes nothing.
 pub async fn apply(pool: &PgPool, scope: &Scope, file: CatalogFile, prune: bool) -> Result<Applied> {
     admin_only(scope)?;
-    let mut names = Vec::with_capacity(file.event_types.len());
-    let mut defs = Vec::with_capacity(file.event_types.len());
+    let mut defs: Vec<EventTypeDef> = Vec::with_capacity(file.event_types.len());
     for input in file.event_types {
         let def = check(input)?;
-        if names.contains(&def.name) {
-            return Err(Error::parameter(
-                "event_types",
-                format!("`{}` is listed twice", def.name),
-            ));
+        // A name listed twice: the later entry wins, as a later key does
+        // in a JSON object.
+        match defs.iter_mut().find(|d| d.name == def.name) {
+            Some(earlier) => *earlier = def,
+            None => defs.push(def),
         }
-        names.push(def.name.clone());
-        defs.push(def);
     }
     if file.strict == Some(true) && defs.is_empty() {
         return Err(Error::parameter(
@@ -254,6 +250,7 @@ pub async fn apply(pool: &PgPool, scope: &Scope, file: CatalogFile, prune: bool)
         }
     }
     if prune {
+        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         applied.removed = event_type_delete_except(&mut *tx, &names).await?;
     }
     if let Some(strict) = file.strict {

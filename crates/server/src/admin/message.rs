@@ -53,26 +53,19 @@ pub fn check_payload(payload: &str) -> Result<()> {
     }
 }
 
-fn check_text(name: &'static str, value: &str) -> Result<()> {
-    if value.trim().is_empty() || value.len() > 256 || value.contains('\0') {
-        return Err(Error::parameter(name, "1 to 256 characters, no NUL"));
-    }
-    Ok(())
-}
-
 /// Checks a message and the caller's right to send it, and makes it ready
 /// to insert (with its `uid` chosen now).
 pub async fn prepare(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<NewMessage> {
     super::event_type::check_name("event_type", input.event_type)?;
     if let Some(id) = input.event_id {
-        check_text("event_id", id)?;
+        super::rules::check_name("event_id", id)?;
     }
     check_payload(input.payload)?;
     match (input.owner, input.endpoint_id) {
         (Some(_), Some(_)) => return Err(Error::parameter("owner", "give owner or endpoint_id, not both")),
         (None, None) => return Err(Error::parameter("owner", "give owner (fan-out) or endpoint_id")),
         (Some(o), None) => {
-            check_text("owner", o)?;
+            super::rules::check_name("owner", o)?;
             if !scope.sees(o) {
                 return Err(Error::parameter("owner", "this token can only send to its own owner"));
             }

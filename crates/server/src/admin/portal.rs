@@ -113,8 +113,11 @@ pub async fn link(
     base_url: &str,
 ) -> Result<PortalLink> {
     let owner = match (scope, owner) {
-        (Scope::Admin, Some(o)) if !o.trim().is_empty() => o.to_owned(),
-        (Scope::Admin, _) => return Err(Error::parameter("owner", "required with an admin token")),
+        (Scope::Admin, Some(o)) => {
+            super::rules::check_name("owner", o)?;
+            o.to_owned()
+        }
+        (Scope::Admin, None) => return Err(Error::parameter("owner", "required with an admin token")),
         (Scope::Owner(mine), None) => mine.clone(),
         (Scope::Owner(mine), Some(o)) if o == mine => mine.clone(),
         (Scope::Owner(_), Some(_)) => return Err(Error::NotFound("owner")),
