@@ -1,6 +1,7 @@
 //! The served OpenAPI document against outside tools: an independent
 //! validator accepts it, and schemathesis, fuzzing every operation from
-//! it, finds no server error and no response that breaks the schema.
+//! it with every check, finds no server error, no response that breaks the
+//! schema, no valid request refused and no invalid one taken.
 
 use std::process::Command;
 
@@ -29,7 +30,7 @@ fn openapi_spec_validator_accepts_the_committed_document() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
+async fn schemathesis_with_every_check_finds_no_mismatch_with_the_document() {
     let server = Server::start(&[]).await;
     // Some data for the read routes to find.
     let (_, endpoint) = server
@@ -46,26 +47,28 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
             Some(json!({"event_type": "item.sold", "endpoint_id": endpoint["id"], "payload": {"a": 1}})),
         )
         .await;
+    // An RSA endpoint, so that the provider has a public key to list.
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"owner": "acme", "url": "https://acme.example/nft", "scheme": "cometh"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
     let base = server.base.clone();
     let admin = server.admin.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python_tool("schemathesis"))
             .args(["run", &format!("{base}/openapi.json")])
             .args(["--header", &format!("Authorization: Bearer {admin}")])
-            .args([
-                "--checks",
-                "not_a_server_error,response_schema_conformance,content_type_conformance",
-            ])
-            .args([
-                "--max-examples",
-                "15",
-                "--max-time",
-                "60",
-                "--workers",
-                "2",
-                "--request-timeout",
-                "10",
-            ])
+            // Every check, in every phase: the server takes each request
+            // the document calls valid, refuses each it calls invalid,
+            // and answers as it says; the stateful phase follows the
+            // document's links from created resources.
+            .args(["--checks", "all"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .args(["--max-examples", "60", "--workers", "2", "--request-timeout", "10"])
             .args(["--seed", "1"])
             .output()
             .expect("schemathesis (./scripts/setup)")
@@ -88,4 +91,12 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("passed"), "{tail}");
+    // The stateful phase ran, along the document's links.
+    let stateful = said
+        .lines()
+        .skip_while(|l| !l.contains("Stateful"))
+        .take(6)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(stateful.contains("API Links") && stateful.contains("passed"), "{tail}");
 }

@@ -7,6 +7,8 @@ use utoipa::{Modify, OpenApi};
 use crate::api::{deliveries, endpoints, event_types, health, keys, messages, model, portal};
 use crate::problem::Problem;
 
+mod contract;
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -63,16 +65,19 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-/// The OpenAPI document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document: the one derived from the handlers and types,
+/// with the constraints and links of [`contract`].
+pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    contract::refine(&mut value);
+    value
 }
 
 /// The document as pretty JSON, as committed in `openapi.json`.
 pub fn openapi_json() -> String {
-    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    let mut json = serde_json::to_string_pretty(&openapi()).unwrap_or_default();
     json.push('\n');
     json
 }
