@@ -88,10 +88,21 @@ fn render_error(error: &anyhow::Error) -> String {
     line
 }
 
+/// `outhook migrate`.
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// Apply nothing: say whether migrations are pending, for a deploy
+    /// script. Exits 0 when the schema is current, 1 when migrations are
+    /// pending (or there is no schema yet), 3 when the database was
+    /// migrated by a newer outhook, 2 when it cannot tell.
+    #[arg(long)]
+    check: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create or upgrade the `outhook` schema.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Run the worker until SIGINT or SIGTERM.
     Run(RunArgs),
     /// Serve the HTTP API, with the worker unless --no-worker, until SIGINT or SIGTERM.
@@ -181,7 +192,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Secret(cmd) => commands::signing::secret(cmd),
         Command::Key(cmd) => commands::signing::key(cmd),
-        Command::Migrate => block_on(commands::worker::migrate(db)),
+        Command::Migrate(args) => block_on(commands::worker::migrate(db, args.check)),
         Command::Run(args) => block_on(commands::worker::run(db, policy, args)),
         Command::Serve(args) => block_on(commands::worker::serve(db, policy, args)),
         Command::Openapi => out!("{}", outhook_server::openapi_json())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use outhook_dispatcher::http::AddressPolicy;
-use outhook_dispatcher::{Dispatcher, RetryPolicy};
+use outhook_dispatcher::{Dispatcher, MigrationState, RetryPolicy};
 use outhook_server::{AppState, ServerConfig};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -76,8 +76,22 @@ impl DbArgs {
             let state = outhook_dispatcher::migration_state(pool)
                 .await
                 .with_context(|| format!("reading the migrations applied to `{database}` at {at}"))?;
-            if let Some(advice) = state.advice() {
-                anyhow::bail!("{advice} (database `{database}` at {at})");
+            match state {
+                // Migrations expand the schema and contract it a release
+                // later: a worker one release behind keeps working.
+                MigrationState::Newer(_) => {
+                    if let Some(advice) = state.advice() {
+                        tracing::warn!(
+                            "{advice} (database `{database}` at {at}); running on, as the schema stays \
+                                        compatible with the previous release"
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(advice) = state.advice() {
+                        anyhow::bail!("{advice} (database `{database}` at {at})");
+                    }
+                }
             }
         }
         Ok(())
@@ -105,10 +119,29 @@ fn explain_connect_error(e: &sqlx::Error, at: &str, user: &str, database: &str) 
     }
 }
 
-/// `outhook migrate`.
-pub async fn migrate(db: DbArgs) -> Result<ExitCode> {
+/// `outhook migrate`, or with `check` only whether it has work to do.
+pub async fn migrate(db: DbArgs, check: bool) -> Result<ExitCode> {
     let pool = db.pool(2).await?;
     db.ready(&pool, false).await?;
+    if check {
+        let state = outhook_dispatcher::migration_state(&pool)
+            .await
+            .context("reading the applied migrations")?;
+        return Ok(match state {
+            MigrationState::Current => {
+                outln!("outhook schema is up to date")?;
+                ExitCode::SUCCESS
+            }
+            MigrationState::Missing | MigrationState::Pending(_) => {
+                outln!("{}", state.advice().unwrap_or_default())?;
+                ExitCode::from(1)
+            }
+            _ => {
+                outln!("{}", state.advice().unwrap_or_default())?;
+                ExitCode::from(3)
+            }
+        });
+    }
     outhook_dispatcher::migrate(&pool)
         .await
         .context("applying migrations")?;

@@ -64,7 +64,7 @@ async fn connection_failures_say_why_at_once_with_the_host_and_port_and_no_passw
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_database_without_the_schema_or_migrated_by_a_newer_outhook_says_what_to_do() {
+async fn a_database_without_the_schema_or_migrated_by_a_newer_outhook_says_what_to_do_and_migrate_check_tells() {
     let (url, pool) = outhook_testkit::postgres::database().await.unwrap();
     for command in [
         &["endpoint", "list"][..],
@@ -79,7 +79,11 @@ async fn a_database_without_the_schema_or_migrated_by_a_newer_outhook_says_what_
             "{command:?}: {line}"
         );
     }
+    let (out, _) = outhook(&["migrate", "--check", "--database-url", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     outhook_dispatcher::migrate(&pool).await.unwrap();
+    let (out, _) = outhook(&["migrate", "--check", "--database-url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     sqlx::query(
         "INSERT INTO outhook._migrations (version, description, success, checksum, execution_time)
          VALUES (29991231000001, 'from the future', true, '\\x00', 0)",
@@ -87,13 +91,20 @@ async fn a_database_without_the_schema_or_migrated_by_a_newer_outhook_says_what_
     .execute(&pool)
     .await
     .unwrap();
-    let line = refused(&["endpoint", "list", "--database-url", &url]);
+    // A binary one release behind keeps working (migrations expand first
+    // and contract a release later), and says so; `migrate --check` tells
+    // a deploy script with exit 3.
+    let (out, _) = outhook(&["endpoint", "list", "--database-url", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        line.contains(
+        stderr.contains(
             "migrated by a newer outhook (migration 29991231000001 is unknown to this one): upgrade this binary"
         ),
-        "{line}"
+        "{stderr}"
     );
+    let (out, _) = outhook(&["migrate", "--check", "--database-url", &url]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
     sqlx::query("DELETE FROM outhook._migrations WHERE version = (SELECT max(version) FROM outhook._migrations)")
         .execute(&pool)
         .await
@@ -107,6 +118,13 @@ async fn a_database_without_the_schema_or_migrated_by_a_newer_outhook_says_what_
         line.contains("1 migration is not applied to this database: run `outhook migrate`"),
         "{line}"
     );
+    // `migrate --check` applies nothing: 1 while one is pending.
+    for _ in 0..2 {
+        let (out, _) = outhook(&["migrate", "--check", "--database-url", &url]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("1 migration is not applied"), "{stdout}");
+    }
 }
 
 /// Starts `outhook run` on a migrated database with `env`, reads its first
