@@ -34,6 +34,13 @@ struct Cli {
     /// before or after the subcommand.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
+    /// What stands between Outhook and PostgreSQL: `direct` (or a pooler
+    /// in session mode), or `transaction` for a pooler in transaction mode
+    /// such as PgBouncer's, where every use of a connection is one
+    /// transaction, no statement is cached and workers poll instead of
+    /// LISTEN (see the README's *Behind a connection pooler*).
+    #[arg(long, env = "OUTHOOK_POOLER", global = true, value_enum, default_value_t = Pooler::Direct)]
+    pooler: Pooler,
     /// Allow endpoints in this private network (CIDR), for deliveries and
     /// when registering endpoints; repeat as needed.
     #[arg(
@@ -53,6 +60,15 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--pooler`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pooler {
+    /// Straight to PostgreSQL, or a pooler in session mode.
+    Direct,
+    /// A pooler in transaction mode.
+    Transaction,
 }
 
 /// `--log-format`.
@@ -182,7 +198,13 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init(),
     }
-    let db = DbArgs::new(cli.database_url);
+    let db = DbArgs::new(
+        cli.database_url,
+        match cli.pooler {
+            Pooler::Direct => outhook_dispatcher::Pooling::Direct,
+            Pooler::Transaction => outhook_dispatcher::Pooling::Transaction,
+        },
+    );
     let policy = AddressPolicy {
         allow: cli.allow,
         https_only: cli.https_only,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use outhook_dispatcher::http::AddressPolicy;
-use outhook_dispatcher::{Dispatcher, MigrationState, RetryPolicy};
+use outhook_dispatcher::{Dispatcher, MigrationState, Pooling, RetryPolicy};
 use outhook_server::{AppState, ServerConfig};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
 /// Where the database is: the global `--database-url` or `DATABASE_URL`.
@@ -19,12 +19,18 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct DbArgs {
     url: Option<String>,
+    pooling: Pooling,
 }
 
 impl DbArgs {
-    /// The URL as given, if any.
-    pub fn new(url: Option<String>) -> Self {
-        Self { url }
+    /// The URL as given, if any, and what stands in front of the database.
+    pub fn new(url: Option<String>, pooling: Pooling) -> Self {
+        Self { url, pooling }
+    }
+
+    /// Whether a pooler in transaction mode stands in front of the database.
+    pub fn pooled(&self) -> bool {
+        self.pooling == Pooling::Transaction
     }
 
     /// A small pool: the dispatcher needs connections for statements, not
@@ -34,12 +40,14 @@ impl DbArgs {
             .url
             .as_deref()
             .context("no database given: pass --database-url URL or set DATABASE_URL")?;
-        PgPoolOptions::new()
+        let options: PgConnectOptions = url.parse().context(
+            "--database-url (DATABASE_URL) is not a PostgreSQL URL: give postgres://user@host:port/database",
+        )?;
+        Ok(outhook_dispatcher::pooler::pool_options(self.pooling)
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
-            .connect_lazy(url)
-            .context("--database-url (DATABASE_URL) is not a PostgreSQL URL: give postgres://user@host:port/database")
+            .connect_lazy_with(outhook_dispatcher::pooler::connect_options(options, self.pooling)))
     }
 
     /// [`Self::pool`], once the database has answered and its schema is
@@ -123,6 +131,14 @@ fn explain_connect_error(e: &sqlx::Error, at: &str, user: &str, database: &str) 
 pub async fn migrate(db: DbArgs, check: bool) -> Result<ExitCode> {
     let pool = db.pool(2).await?;
     db.ready(&pool, false).await?;
+    if db.pooled() && !check {
+        // The migrator holds a session's advisory lock, which a pooler in
+        // transaction mode cannot keep.
+        anyhow::bail!(
+            "migrations need a direct connection (or a pooler in session mode): run `outhook migrate` \
+             against PostgreSQL itself, without --pooler transaction"
+        );
+    }
     if check {
         let state = outhook_dispatcher::migration_state(&pool)
             .await
@@ -206,7 +222,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "OUTHOOK_ENDPOINT_CACHE_TTL", default_value = "1s",
           value_parser = duration_within(Duration::ZERO, HOUR))]
     endpoint_cache_ttl: Duration,
-    /// Do not LISTEN (poll only; needed behind PgBouncer in transaction mode).
+    /// Do not LISTEN (poll only; implied by --pooler transaction).
     #[arg(long, env = "OUTHOOK_NO_LISTEN")]
     no_listen: bool,
     /// Make each claim wait for its commit to reach the disk. By default
@@ -346,7 +362,7 @@ fn parse_busy_polling(s: &str) -> std::result::Result<BusyPolling, String> {
 
 impl WorkerArgs {
     /// The dispatcher these settings describe.
-    fn dispatcher(&self, pool: PgPool, policy: &AddressPolicy) -> Result<Dispatcher> {
+    fn dispatcher(&self, pool: PgPool, policy: &AddressPolicy, pooling: Pooling) -> Result<Dispatcher> {
         let mut retry = if self.retry_schedule.is_empty() {
             RetryPolicy::default()
         } else {
@@ -361,6 +377,7 @@ impl WorkerArgs {
             .poll_interval(self.poll_interval)
             .endpoint_cache_ttl(self.endpoint_cache_ttl)
             .listen(!self.no_listen)
+            .pooling(pooling)
             .durable_claims(self.durable_claims)
             .busy_polling(self.busy_polling.0)
             .https_only(policy.https_only)
@@ -397,7 +414,7 @@ pub struct RunArgs {
 pub async fn run(db: DbArgs, policy: AddressPolicy, args: RunArgs) -> Result<ExitCode> {
     let pool = db.pool(args.worker.pool_size).await?;
     // Settings first: a bad one is reported before the database is asked.
-    let dispatcher = args.worker.dispatcher(pool.clone(), &policy)?;
+    let dispatcher = args.worker.dispatcher(pool.clone(), &policy, db.pooling)?;
     db.ready(&pool, true).await?;
     secrets_at_start(&pool, false).await?;
     let stop = CancellationToken::new();
@@ -552,7 +569,7 @@ pub async fn serve(db: DbArgs, policy: AddressPolicy, args: ServeArgs) -> Result
         None
     } else {
         let worker_pool = db.pool(args.worker.pool_size).await?;
-        Some(args.worker.dispatcher(worker_pool, &policy)?)
+        Some(args.worker.dispatcher(worker_pool, &policy, db.pooling)?)
     };
     let api_pool = db.pool(args.api_pool_size).await?;
     db.ready(&api_pool, true).await?;

@@ -45,6 +45,10 @@ pub(crate) struct Claimer {
     /// Claims wait for the WAL flush (else the claimer's connection runs
     /// with `synchronous_commit = off`).
     pub durable_claims: bool,
+    /// Whether the claimer may open a connection of its own (not behind a
+    /// pooler in transaction mode, where it would bypass the pool's
+    /// one-transaction-per-loan rule).
+    pub own_connection: bool,
     /// Claimed rows per second past which the claimer polls instead of
     /// waiting for notifications, once producers queue on the NOTIFY lock
     /// (none: never).
@@ -169,7 +173,10 @@ impl Claimer {
             let capped = fair.as_ref().is_some_and(|f| (f.rest as usize) < want);
             let claim_sent = now_ns();
             let (notified, woke) = std::mem::take(&mut woken);
-            if claim_conn.is_none() && conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            if self.own_connection
+                && claim_conn.is_none()
+                && conn_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+            {
                 // (Re)connect at most every few seconds: a server that
                 // refuses it (PgBouncer) is not asked on every claim.
                 conn_tried = Some(Instant::now());

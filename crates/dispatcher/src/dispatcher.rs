@@ -17,6 +17,7 @@ use crate::deliver::Context;
 use crate::endpoint::EndpointCache;
 use crate::error::{Error, Result};
 use crate::http::{HttpSettings, build_client};
+use crate::pooler::Pooling;
 use crate::retry::RetryPolicy;
 use crate::stats::{Stats, Summary};
 
@@ -37,6 +38,7 @@ pub struct DispatcherBuilder {
     maintenance_interval: Duration,
     retention: Option<Duration>,
     durable_claims: bool,
+    pooling: Pooling,
     busy_polling: Option<u32>,
     busy_polling_on_rate_alone: bool,
     payload_budget: usize,
@@ -170,6 +172,17 @@ impl DispatcherBuilder {
     /// dispatcher only polls, as it must behind PgBouncer in transaction mode.
     pub fn listen(mut self, on: bool) -> Self {
         self.listen = on;
+        self
+    }
+
+    /// What stands between the dispatcher and PostgreSQL (default
+    /// [`Pooling::Direct`]). Behind a pooler in transaction mode
+    /// ([`Pooling::Transaction`]) the dispatcher neither LISTENs nor opens a
+    /// claim connection of its own: every statement goes through the pool,
+    /// which must then be built with [`crate::pooler::pool_options`] and
+    /// [`crate::pooler::connect_options`].
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
         self
     }
 
@@ -363,7 +376,7 @@ impl DispatcherBuilder {
             batch_size: self.batch_size,
             lease,
             poll_interval: self.poll_interval,
-            listen: self.listen,
+            listen: self.listen && self.pooling == Pooling::Direct,
             endpoint_cache_ttl: self.endpoint_cache_ttl,
             shutdown_grace: grace,
             stats: Arc::new(Stats::default()),
@@ -371,6 +384,7 @@ impl DispatcherBuilder {
             maintenance_interval: self.maintenance_interval,
             retention: self.retention,
             durable_claims: self.durable_claims,
+            pooling: self.pooling,
             busy_polling: self.busy_polling,
             busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
             payload_budget_kib: budget_kib,
@@ -395,6 +409,7 @@ pub struct Dispatcher {
     maintenance_interval: Duration,
     retention: Option<Duration>,
     durable_claims: bool,
+    pooling: Pooling,
     busy_polling: Option<u32>,
     busy_polling_on_rate_alone: bool,
     payload_budget_kib: u32,
@@ -431,6 +446,7 @@ impl Dispatcher {
             maintenance_interval: Duration::from_secs(30),
             retention: None,
             durable_claims: false,
+            pooling: Pooling::Direct,
             busy_polling: Some(1000),
             busy_polling_on_rate_alone: false,
             payload_budget: 64 * 1024 * 1024,
@@ -512,6 +528,7 @@ impl Dispatcher {
             wake: wake.clone(),
             last_notified,
             durable_claims: self.durable_claims,
+            own_connection: self.pooling == Pooling::Direct,
             busy_polling: self.busy_polling,
             busy_polling_on_rate_alone: self.busy_polling_on_rate_alone,
             results: results_tx,
