@@ -295,6 +295,10 @@ struct Scenario {
     /// receiver of its own that answers after this many ms, with this
     /// backlog enqueued first: (latency ms, backlog).
     noisy: Option<(u64, usize)>,
+    /// The worker reaches PostgreSQL through a PgBouncer in transaction
+    /// mode (Debian's, as `scripts/setup` installs it), with
+    /// `--pooler transaction`; the producer stays direct.
+    pooler: bool,
 }
 
 const BASE: Scenario = Scenario {
@@ -320,6 +324,7 @@ const BASE: Scenario = Scenario {
     oversized: 0,
     answer_bytes: 0,
     noisy: None,
+    pooler: false,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -330,6 +335,13 @@ fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         // The same burst, delivered by the worker inside `outhook serve`.
+        // The same burst, the worker behind PgBouncer in transaction mode.
+        Scenario {
+            name: "burst-pooler",
+            events: 100_000,
+            pooler: true,
+            ..BASE
+        },
         Scenario {
             name: "burst-serve",
             events: 100_000,
@@ -721,8 +733,19 @@ async fn run(
     let started_ns = now_ns();
     let stage_log = std::env::temp_dir().join(format!("outhook-bench-stages-{}-{}.log", std::process::id(), s.name));
     let _ = std::fs::remove_file(&stage_log);
+    // Twice the worker's own pool: server connections are not the limit.
+    let bouncer = if s.pooler {
+        Some(outhook_testkit::pgbouncer::Pooler::start(&url, 16)?)
+    } else {
+        None
+    };
+    let mut worker_args = s.worker_args.to_vec();
+    if bouncer.is_some() {
+        worker_args.extend(["--pooler", "transaction"]);
+    }
+    let worker_url = bouncer.as_ref().map_or(url.as_str(), |b| b.url.as_str());
     let workers: Vec<Worker> = (0..s.workers)
-        .map(|_| Worker::start(&url, s.worker_args, s.serve, &stage_log))
+        .map(|_| Worker::start(worker_url, &worker_args, s.serve, &stage_log))
         .collect::<Result<_>>()?;
     if steady && s.producers > 0 {
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -57,7 +57,20 @@ impl Server {
     pub async fn start(extra: &[&str]) -> Self {
         let (url, pool) = outhook_testkit::postgres::database().await.unwrap();
         cli(&url, &["migrate"]);
-        let admin = cli(&url, &["token", "new", "--admin"]).trim().to_owned();
+        Self::serve(url, pool, extra, &[]).await
+    }
+
+    /// `outhook serve` on `url`, already migrated, with `extra` flags and
+    /// `env`; `pool` is for checking what was written.
+    pub async fn serve(url: String, pool: PgPool, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
+            .args(["token", "new", "--admin"])
+            .env("DATABASE_URL", &url)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let admin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_outhook"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -66,6 +79,7 @@ impl Server {
             .args(extra)
             .env("DATABASE_URL", &url)
             .env("OUTHOOK_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -8,6 +8,7 @@ mod cli_admin;
 mod cli_signing;
 mod errors;
 mod limits;
+mod pooler;
 mod portal;
 mod portal_self_service;
 mod secrets;

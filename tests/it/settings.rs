@@ -15,6 +15,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("--database-url", &["not a url"]),
     ("--allow-network", &["10.0.0.0/99", "somewhere"]),
     ("--log-format", &["xml", ""]),
+    ("--pooler", &["session", ""]),
     // The worker (run and serve).
     ("--concurrency", &["0", "-1", "1000000", "many"]),
     ("--batch-size", &["0", "20000"]),

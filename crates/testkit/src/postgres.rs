@@ -74,7 +74,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
     })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -86,11 +86,11 @@ fn is_root() -> bool {
 }
 
 /// The uid and gid to run the server as: `nobody` when we are root.
-fn server_user() -> Option<(u32, u32)> {
+pub(crate) fn server_user() -> Option<(u32, u32)> {
     is_root().then_some((65534, 65534))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
