@@ -11,6 +11,7 @@ mod limits;
 mod pooler;
 mod portal;
 mod portal_self_service;
+mod roles;
 mod secrets;
 mod settings;
 mod signing_interop;

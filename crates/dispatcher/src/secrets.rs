@@ -238,17 +238,33 @@ pub struct Inventory {
     pub sealed: Vec<(String, i64)>,
 }
 
+/// Whether the connected role has `privilege` on `table`.
+async fn may(pool: &PgPool, table: &str, privilege: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT has_table_privilege($1, $2)")
+        .bind(table)
+        .bind(privilege)
+        .fetch_one(pool)
+        .await?)
+}
+
 /// Counts the stored secrets by how they are sealed, and fails when some
 /// are sealed with a key `keyring` does not hold: starting then would only
 /// fail every delivery to those endpoints (nothing is changed).
 pub async fn check(pool: &PgPool, keyring: &Keyring) -> Result<Inventory> {
-    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
+    // A worker's role (outhook_worker) may not read the portal's key: its
+    // secrets are the API's to check.
+    let server_key = if may(pool, "outhook.server_key", "SELECT").await? {
+        "UNION ALL SELECT secret FROM outhook.server_key"
+    } else {
+        ""
+    };
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT CASE WHEN v LIKE 'ohenc:v1:%' THEN split_part(v, ':', 3) END AS key, count(*)
          FROM (SELECT secret AS v FROM outhook.endpoint_secret
                UNION ALL SELECT private_key_pem FROM outhook.signing_key
-               UNION ALL SELECT secret FROM outhook.server_key) s
-         GROUP BY 1 ORDER BY 1",
-    )
+               {server_key}) s
+         GROUP BY 1 ORDER BY 1"
+    )))
     .fetch_all(pool)
     .await?;
     let mut inventory = Inventory {
@@ -296,6 +312,10 @@ pub async fn reseal_all(pool: &PgPool, keyring: &Keyring, batch: i64) -> Result<
         ("signing_key", "private_key_pem", "id::text", Kind::PrivateKey),
         ("server_key", "secret", "name", Kind::ServerKey),
     ] {
+        // What this role may not rewrite, a role that may seals.
+        if !may(pool, &format!("outhook.{table}"), "UPDATE").await? {
+            continue;
+        }
         loop {
             let mut tx = pool.begin().await?;
             let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

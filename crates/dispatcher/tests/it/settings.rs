@@ -71,9 +71,10 @@ const BAD: &[(&str, Set)] = &[
     }),
 ];
 
-/// Setters with nothing to refuse: switches, and networks (typed).
+/// Setters with nothing to refuse: switches, networks and pooling (typed).
 const UNBOUNDED: &[&str] = &[
     "listen",
+    "pooling",
     "durable_claims",
     "busy_polling_on_rate_alone",
     "allow_network",
