@@ -16,5 +16,6 @@ mod secrets;
 mod settings;
 mod signing_interop;
 mod signing_tamper;
+mod upgrade;
 mod verify_page;
 mod worker_process;

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::api::Server;
-use crate::worker_process::worker;
+use crate::worker_process::{add_endpoint, worker};
 
 /// A login role in `group`, named after the test's database so that
 /// parallel tests on one cluster do not meet; returns `url` as that user.
@@ -67,23 +67,7 @@ async fn each_path_works_under_its_role_alone_and_a_producer_reads_nothing_else(
     // filter, one without, and a token for the API.
     let admin = login(&owner, &url, "outhook_admin").await;
     for filter in ["", "\"shard\" = 1"] {
-        outhook(
-            &admin,
-            &[
-                "endpoint",
-                "add",
-                "--allow-network",
-                "127.0.0.0/8",
-                "--owner",
-                "acme",
-                "--scheme",
-                "trr",
-                "--url",
-                &receiver.url("/hook"),
-                "--filter",
-                filter,
-            ],
-        );
+        add_endpoint(&admin, "acme", &receiver.url("/hook"), &["--filter", filter]);
     }
 
     // A producer enqueues, with the fan-out (filtered and not), through
