@@ -66,7 +66,8 @@ impl Modify for BearerAuth {
 struct ApiDoc;
 
 /// The OpenAPI document: the one derived from the handlers and types,
-/// with the constraints and links of [`contract`].
+/// with the constraints and links that utoipa cannot derive (see
+/// `openapi/contract.rs`).
 pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
