@@ -2,8 +2,7 @@
 //! with fan-out, and reads nothing else; a worker delivers without the
 //! API's secrets; the API and the CLI administer.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outhook_testkit::receiver::{Receiver, Reply};
 use reqwest::{Method, StatusCode};
@@ -11,8 +10,8 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::api::Server;
-use crate::worker_process::{add_endpoint, worker};
+use crate::api::{Server, cli};
+use crate::worker_process::{add_endpoint, wait_all_delivered, worker};
 
 /// A login role in `group`, named after the test's database so that
 /// parallel tests on one cluster do not meet; returns `url` as that user.
@@ -28,24 +27,14 @@ async fn login(pool: &PgPool, url: &str, group: &str) -> String {
     .execute(pool)
     .await
     .unwrap();
+    as_user(url, &user)
+}
+
+/// `url` with `user` in place of its user.
+fn as_user(url: &str, user: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (_, host) = rest.split_once('@').unwrap();
     format!("{scheme}://{user}@{host}")
-}
-
-fn outhook(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("OUTHOOK_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Whether `sql` is refused for want of a privilege (42501).
@@ -143,21 +132,7 @@ async fn each_path_works_under_its_role_alone_and_a_producer_reads_nothing_else(
     // the API's tokens.
     let worker_url = login(&owner, &url, "outhook_worker").await;
     let mut running = worker(&worker_url, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
-            .fetch_one(&owner)
-            .await
-            .unwrap();
-        if delivered == 18 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{delivered} of 18 delivered by the worker's role"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_all_delivered(&owner, 18, Duration::from_secs(60)).await;
     running.kill().unwrap();
     running.wait().unwrap();
     let worker_pool = PgPoolOptions::new()
@@ -216,30 +191,14 @@ async fn a_plain_schema_owner_migrates_administers_and_delivers() {
     ] {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&superuser).await.unwrap();
     }
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (_, host) = rest.split_once('@').unwrap();
-    let owner_url = format!("{scheme}://{owner}@{host}");
-    outhook(&owner_url, &["migrate"]);
+    let owner_url = as_user(&url, &owner);
+    cli(&owner_url, &["migrate"]);
     let receiver = Receiver::start().await.unwrap();
     receiver.set_default(Reply::Status(200));
-    outhook(
-        &owner_url,
-        &[
-            "endpoint",
-            "add",
-            "--allow-network",
-            "127.0.0.0/8",
-            "--owner",
-            "acme",
-            "--scheme",
-            "trr",
-            "--url",
-            &receiver.url("/hook"),
-        ],
-    );
+    add_endpoint(&owner_url, "acme", &receiver.url("/hook"), &[]);
     let payload = std::env::temp_dir().join(format!("{database}-payload.json"));
     std::fs::write(&payload, r#"{"a":1}"#).unwrap();
-    outhook(
+    cli(
         &owner_url,
         &[
             "send",

@@ -3,13 +3,14 @@
 //! version's migrations, beside a worker of this version, and stops cleanly
 //! when asked. Nothing is lost, and with no crash nothing is sent twice.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use outhook_testkit::receiver::{Receiver, Reply};
 use sqlx::PgPool;
+
+use crate::worker_process::{arrivals, wait_all_delivered};
 
 /// The previous release's `outhook`, as `scripts/setup` builds it.
 fn previous() -> PathBuf {
@@ -148,26 +149,11 @@ async fn the_previous_release_keeps_delivering_across_the_migration_beside_this_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let new_worker = worker(&new, &url);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.delivery WHERE status = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if delivered == total {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{delivered} of {total} delivered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_all_delivered(&pool, total, Duration::from_secs(120)).await;
     stop(old_worker, "previous release's");
     stop(new_worker, "current");
 
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in receiver.received() {
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        *seen.entry(body["n"].to_string()).or_insert(0) += 1;
-    }
+    let seen = arrivals(&receiver);
     assert_eq!(seen.len(), total as usize, "every event arrived");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent twice without a crash: {twice:?}");

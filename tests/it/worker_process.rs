@@ -84,11 +84,11 @@ pub async fn enqueue_for(pool: &PgPool, owner: &str, n: usize, offset: usize) {
     }
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+pub async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-async fn wait_all_delivered(pool: &PgPool, total: i64, timeout: Duration) {
+pub async fn wait_all_delivered(pool: &PgPool, total: i64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let delivered = count(pool, "SELECT count(*) FROM outhook.delivery WHERE status = 1").await;
@@ -132,7 +132,7 @@ async fn down_and_up(cluster: Cluster, down: Down, pause: Duration) -> Cluster {
 }
 
 /// webhook ids the receiver saw, with how often each arrived.
-fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
+pub fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for r in receiver.received() {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
