@@ -19,7 +19,7 @@ mod stages;
 mod stats;
 mod wakeup;
 
-pub use crate::db::outbox::{Enqueued, Event, outbox_insert as enqueue, outbox_insert_many as enqueue_many};
+pub use crate::db::outbox::{EnqueueOn, Enqueued, Event, outbox_insert as enqueue, outbox_insert_many as enqueue_many};
 pub use crate::deliver::Outcome;
 pub use crate::dispatcher::{Dispatcher, DispatcherBuilder, MAX_REQUEST_BYTES_CEILING, MAX_RESPONSE_BYTES_CEILING};
 pub use crate::error::{Error, Result};

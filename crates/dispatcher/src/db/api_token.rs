@@ -42,7 +42,8 @@ pub async fn api_token_insert(
     secret_hash: &[u8],
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<ApiToken> {
-    Ok(sqlx::query_as(
+    let mut tx = pool.begin().await?;
+    let token = sqlx::query_as(
         "INSERT INTO outhook.api_token (name, owner, secret_hash, expires_at) VALUES ($1, $2, $3, $4)
          RETURNING id, name, owner, created_at, expires_at, revoked_at",
     )
@@ -50,8 +51,10 @@ pub async fn api_token_insert(
     .bind(owner)
     .bind(secret_hash)
     .bind(expires_at)
-    .fetch_one(pool)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(token)
 }
 
 /// Every token, newest first.
@@ -76,12 +79,15 @@ pub async fn api_token_credential(pool: &PgPool, id: Uuid) -> Result<Option<ApiT
 
 /// Revokes token `id`; revoking twice keeps the first time.
 pub async fn api_token_revoke(pool: &PgPool, id: Uuid) -> Result<ApiToken> {
-    sqlx::query_as(
+    let mut tx = pool.begin().await?;
+    let token = sqlx::query_as(
         "UPDATE outhook.api_token SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
          RETURNING id, name, owner, created_at, expires_at, revoked_at",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
-    .ok_or(crate::Error::NotFound("token"))
+    .ok_or(crate::Error::NotFound("token"))?;
+    tx.commit().await?;
+    Ok(token)
 }

@@ -185,13 +185,16 @@ pub async fn attempt_count_hourly(
 /// Makes sure the attempt log has a daily partition for every day from
 /// yesterday to `days_ahead` days from now (UTC); returns how many it made.
 pub async fn attempt_partitions_ensure(pool: &PgPool, days_ahead: i32) -> Result<i32> {
-    Ok(sqlx::query_scalar(
+    let mut tx = pool.begin().await?;
+    let made = sqlx::query_scalar(
         "SELECT outhook.attempt_partitions_ensure((now() AT TIME ZONE 'UTC')::date - 1,
                                                   (now() AT TIME ZONE 'UTC')::date + $1)",
     )
     .bind(days_ahead)
-    .fetch_one(pool)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(made)
 }
 
 /// Drops the attempt log's daily partitions that end `age` or more ago;

@@ -34,6 +34,7 @@ pub async fn idempotency_reserve(
     key: &str,
     fingerprint: &[u8],
 ) -> Result<IdempotencyState> {
+    let mut tx = pool.begin().await?;
     let inserted: Option<i32> = sqlx::query_scalar(
         "INSERT INTO outhook.idempotency (scope, key, fingerprint) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING RETURNING 1",
@@ -41,8 +42,9 @@ pub async fn idempotency_reserve(
     .bind(scope)
     .bind(key)
     .bind(fingerprint)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     if inserted.is_some() {
         return Ok(IdempotencyState::Reserved);
     }
@@ -82,34 +84,39 @@ pub async fn idempotency_reserve(
 
 /// Records the answer to a reserved key.
 pub async fn idempotency_complete(pool: &PgPool, scope: &str, key: &str, status: u16, body: &[u8]) -> Result<()> {
+    let mut tx = pool.begin().await?;
     sqlx::query("UPDATE outhook.idempotency SET status = $3, body = $4 WHERE scope = $1 AND key = $2")
         .bind(scope)
         .bind(key)
         .bind(i16::try_from(status).unwrap_or(500))
         .bind(body)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Frees a reserved key whose request failed before answering (a server
 /// error), so that a retry runs again.
 pub async fn idempotency_release(pool: &PgPool, scope: &str, key: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM outhook.idempotency WHERE scope = $1 AND key = $2 AND status IS NULL")
         .bind(scope)
         .bind(key)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Forgets keys older than `age`.
 pub async fn idempotency_prune(pool: &PgPool, age: std::time::Duration) -> Result<u64> {
-    Ok(
-        sqlx::query("DELETE FROM outhook.idempotency WHERE created_at < now() - make_interval(secs => $1)")
-            .bind(age.as_secs_f64())
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+    let mut tx = pool.begin().await?;
+    let pruned = sqlx::query("DELETE FROM outhook.idempotency WHERE created_at < now() - make_interval(secs => $1)")
+        .bind(age.as_secs_f64())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(pruned)
 }

@@ -1,6 +1,6 @@
 //! `outhook.outbox`: where the application's events go in.
 
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -18,6 +18,44 @@ pub struct Event<'a> {
     pub endpoint_id: Option<Uuid>,
     /// An idempotency key: enqueueing the same key again does nothing.
     pub event_id: Option<&'a str>,
+}
+
+/// Where an enqueue runs: the caller's connection or transaction
+/// (`&mut *tx`, `&mut *conn`), or a pool (`&pool`).
+///
+/// On a connection the insert is one more statement of whatever that
+/// connection is in. On a pool it runs in a transaction of its own,
+/// committed before the call returns, at the cost of a `BEGIN` and a
+/// `COMMIT`. A single statement on the pool itself would not do behind a
+/// transaction pooler ([`crate::Pooling::Transaction`]): there a pool lends
+/// each connection for one transaction and commits it when the connection
+/// goes back, in a task of its own after the call has returned, so the
+/// enqueue would be reported before it committed, and lost in a crash at
+/// that moment.
+#[derive(Debug)]
+pub enum EnqueueOn<'c> {
+    /// The caller's connection, or the connection of its transaction.
+    Connection(&'c mut PgConnection),
+    /// A pool: a transaction of the enqueue's own.
+    Pool(&'c PgPool),
+}
+
+impl<'c> From<&'c mut PgConnection> for EnqueueOn<'c> {
+    fn from(conn: &'c mut PgConnection) -> Self {
+        EnqueueOn::Connection(conn)
+    }
+}
+
+impl<'c> From<&'c PgPool> for EnqueueOn<'c> {
+    fn from(pool: &'c PgPool) -> Self {
+        EnqueueOn::Pool(pool)
+    }
+}
+
+impl<'c, 't> From<&'c mut sqlx::Transaction<'t, Postgres>> for EnqueueOn<'c> {
+    fn from(tx: &'c mut sqlx::Transaction<'t, Postgres>) -> Self {
+        EnqueueOn::Connection(tx)
+    }
 }
 
 /// What an enqueue did.
@@ -44,15 +82,28 @@ macro_rules! keyed {
     };
 }
 
-/// Inserts one event in the caller's transaction or connection: pass
-/// `&mut *tx` so the event commits or rolls back with the application's data.
+/// Inserts one event in the caller's transaction: pass `&mut *tx` so the
+/// event commits or rolls back with the application's data. Given a pool,
+/// it runs in a transaction of its own (see [`EnqueueOn`]).
 ///
 /// The payload must be JSON (PostgreSQL rejects anything else here).
 /// Deliveries are created by the outbox trigger in the same statement.
 /// An event type that breaks the naming rule, or that a strict catalog
 /// does not hold, is [`crate::Error::EventRefused`].
-pub async fn outbox_insert<'e>(executor: impl PgExecutor<'e>, event: &Event<'_>) -> Result<Enqueued> {
+pub async fn outbox_insert<'c>(on: impl Into<EnqueueOn<'c>>, event: &Event<'_>) -> Result<Enqueued> {
     check_event_type(event.event_type)?;
+    match on.into() {
+        EnqueueOn::Connection(conn) => outbox_insert_one(conn, event).await,
+        EnqueueOn::Pool(pool) => {
+            let mut tx = pool.begin().await?;
+            let done = outbox_insert_one(&mut tx, event).await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+    }
+}
+
+async fn outbox_insert_one(conn: &mut PgConnection, event: &Event<'_>) -> Result<Enqueued> {
     let id: Option<i64> = sqlx::query_scalar(keyed!(
         event.event_id.is_some(),
         "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
@@ -64,18 +115,31 @@ pub async fn outbox_insert<'e>(executor: impl PgExecutor<'e>, event: &Event<'_>)
     .bind(event.owner)
     .bind(event.endpoint_id)
     .bind(event.event_id)
-    .fetch_optional(executor)
+    .fetch_optional(conn)
     .await
     .map_err(refused)?;
     Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
 }
 
-/// Inserts many events in one statement (one round trip, one trigger run).
+/// Inserts many events in one statement (one round trip, one trigger run),
+/// in the caller's transaction or one of its own, as [`outbox_insert`].
 /// Returns how many were new.
-pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Event<'_>]) -> Result<u64> {
+pub async fn outbox_insert_many<'c>(on: impl Into<EnqueueOn<'c>>, events: &[Event<'_>]) -> Result<u64> {
     for e in events {
         check_event_type(e.event_type)?;
     }
+    match on.into() {
+        EnqueueOn::Connection(conn) => outbox_insert_rows(conn, events).await,
+        EnqueueOn::Pool(pool) => {
+            let mut tx = pool.begin().await?;
+            let done = outbox_insert_rows(&mut tx, events).await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+    }
+}
+
+async fn outbox_insert_rows(conn: &mut PgConnection, events: &[Event<'_>]) -> Result<u64> {
     let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload).collect();
     let owners: Vec<Option<&str>> = events.iter().map(|e| e.owner).collect();
@@ -92,7 +156,7 @@ pub async fn outbox_insert_many<'e>(executor: impl PgExecutor<'e>, events: &[Eve
     .bind(owners)
     .bind(endpoints)
     .bind(ids)
-    .execute(executor)
+    .execute(conn)
     .await
     .map_err(refused)?;
     Ok(done.rows_affected())

@@ -35,6 +35,7 @@ pub async fn server_key_get_or_insert_with(
 }
 
 async fn get_or_insert_once(pool: &PgPool, name: &str, candidate: &Secret) -> Result<Option<Secret>> {
+    let mut tx = pool.begin().await?;
     let row: Option<(String,)> = sqlx::query_as(
         "WITH new AS (
              INSERT INTO outhook.server_key (name, secret) VALUES ($1, $2)
@@ -47,8 +48,9 @@ async fn get_or_insert_once(pool: &PgPool, name: &str, candidate: &Secret) -> Re
     )
     .bind(name)
     .bind(candidate.expose())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(row.map(|(s,)| Secret::new(s)))
 }
 

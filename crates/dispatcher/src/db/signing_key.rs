@@ -31,7 +31,8 @@ pub async fn signing_key_insert(pool: &PgPool, name: &str, key: &RsaKeyPair) -> 
         serde_json::from_str(&public.to_jwk()).map_err(|e| crate::Error::Config(e.to_string()))?;
     let private = key.to_pkcs8_pem()?;
     let stored = crate::secrets::keyring()?.seal(crate::secrets::Kind::PrivateKey, private.as_str())?;
-    Ok(sqlx::query_as(
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query_as(
         "INSERT INTO outhook.signing_key (name, private_key_pem, public_key_pem, public_key_jwk)
          VALUES ($1, $2, $3, $4)
          RETURNING id, name, algorithm, public_key_pem, public_key_jwk, created_at",
@@ -40,8 +41,10 @@ pub async fn signing_key_insert(pool: &PgPool, name: &str, key: &RsaKeyPair) -> 
     .bind(stored)
     .bind(public.to_pem())
     .bind(jwk)
-    .fetch_one(pool)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// Every signing key's public side.

@@ -149,7 +149,10 @@ fn admin_only(scope: &Scope) -> Result<()> {
 pub async fn put(pool: &PgPool, scope: &Scope, input: EventTypeInput) -> Result<(EventType, bool)> {
     admin_only(scope)?;
     let def = check(input)?;
-    Ok(event_type_upsert(pool, &def).await?)
+    let mut tx = pool.begin().await?;
+    let put = event_type_upsert(&mut *tx, &def).await?;
+    tx.commit().await?;
+    Ok(put)
 }
 
 /// One event type (any scope: the catalog is what every customer picks
@@ -166,7 +169,10 @@ pub async fn list(pool: &PgPool) -> Result<Vec<EventType>> {
 /// Removes an event type (admins only).
 pub async fn delete(pool: &PgPool, scope: &Scope, name: &str) -> Result<()> {
     admin_only(scope)?;
-    Ok(event_type_delete(pool, name).await?)
+    let mut tx = pool.begin().await?;
+    event_type_delete(&mut *tx, name).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Whether the catalog is strict.
@@ -183,7 +189,10 @@ pub async fn set_strict(pool: &PgPool, scope: &Scope, strict: bool) -> Result<()
             "strict: the catalog is empty: strict mode would refuse every event; add event types first".into(),
         ));
     }
-    Ok(catalog_strict_set(pool, strict).await?)
+    let mut tx = pool.begin().await?;
+    catalog_strict_set(&mut *tx, strict).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A catalog file: the provider's event types, kept in its repository.

@@ -268,7 +268,8 @@ pub(crate) async fn delivery_claim_pooled(
 /// Gives leased rows back untouched (at shutdown): due now, attempt not counted.
 pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) -> Result<u64> {
     let (ids, leases): (Vec<i64>, Vec<i64>) = held.iter().copied().unzip();
-    Ok(sqlx::query(
+    let mut tx = pool.begin().await?;
+    let released = sqlx::query(
         "UPDATE outhook.delivery d SET next_attempt_at = now(), attempts = d.attempts - 1, in_flight_until = NULL,
                                        leased = false
          FROM unnest($1::bigint[], $2::bigint[]) AS h(id, lease)
@@ -276,7 +277,9 @@ pub(crate) async fn delivery_release_many(pool: &PgPool, held: &[(i64, i64)]) ->
     )
     .bind(ids)
     .bind(leases)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    tx.commit().await?;
+    Ok(released)
 }
