@@ -4,10 +4,11 @@
 #[macro_use]
 mod output;
 mod commands;
+mod config;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::access::{PortalLinkArgs, TokenCommand};
 use commands::deliveries::DeliveriesCommand;
@@ -30,6 +31,11 @@ Output written to a closed pipe (`outhook endpoint list | head -1`) ends quietly
 #[derive(Parser)]
 #[command(name = "outhook", version, about = "Reliable, byte-exact webhook sender", after_help = EXIT_CODES)]
 struct Cli {
+    /// A TOML file with settings, keyed by their flags' long names
+    /// (`concurrency = 64`); flags and the environment override it (see
+    /// `outhook config`).
+    #[arg(long, env = config::CONFIG_ENV, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// PostgreSQL URL, for the commands that use the database; accepted
     /// before or after the subcommand.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -172,6 +178,34 @@ enum Command {
     /// RSA keys in files (for the database's keys, see signing-key).
     #[command(subcommand)]
     Key(commands::signing::KeyCommand),
+    /// The settings file (`--config` or OUTHOOK_CONFIG): check one, or show
+    /// what a command would run with.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `outhook config`.
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a settings file: every key a setting's, every value valid for
+    /// it. Exits 0 when it is, 2 with every problem when not.
+    Check {
+        /// The file; by default the one `--config` or OUTHOOK_CONFIG names.
+        file: Option<std::path::PathBuf>,
+    },
+    /// Print the settings a command would run with, flags, environment,
+    /// file and defaults merged, and where each comes from; secrets
+    /// redacted. `outhook config show -- run --concurrency 64`.
+    Show {
+        /// One JSON object per setting, in an array.
+        #[arg(long)]
+        json: bool,
+        /// The command line to show (default: `serve`).
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Runs a database command on a multi-threaded tokio runtime.
@@ -182,10 +216,101 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>
         .block_on(command)
 }
 
+/// The settings file as `main` found it.
+struct Settings {
+    /// Every setting there is.
+    all: Vec<config::Setting>,
+    /// The file, if one was named, and what came of reading it.
+    file: Option<Result<config::Loaded, config::Problems>>,
+}
+
+impl Settings {
+    /// The file's settings, when it was read and is valid.
+    fn loaded(&self) -> Option<&config::Loaded> {
+        self.file.as_ref().and_then(|f| f.as_ref().ok())
+    }
+
+    /// The command line's definition with the file's values as defaults.
+    fn command(&self) -> clap::Command {
+        match self.loaded() {
+            Some(loaded) => config::apply(Cli::command(), loaded),
+            None => Cli::command(),
+        }
+    }
+
+    /// An environment-only setting's value: the environment's, else the file's.
+    fn environment_only(&self, key: &str) -> Option<String> {
+        config::environment_only(key, &self.all, self.loaded()).map(|(v, _)| v)
+    }
+}
+
+/// `outhook config check` and `outhook config show`.
+fn config_command(command: ConfigCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Check { file } => {
+            let loaded = match file {
+                Some(path) => config::load(&path, &settings.all),
+                None => settings.file.ok_or_else(|| {
+                    anyhow::anyhow!("no settings file: give one, or --config FILE, or set OUTHOOK_CONFIG")
+                })?,
+            };
+            match loaded {
+                Ok(loaded) => {
+                    outln!("valid: {} settings", loaded.values.len())?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(problems) => {
+                    for problem in &problems.problems {
+                        eprintln!("{}: {problem}", problems.path.display());
+                    }
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        ConfigCommand::Show { json, args } => {
+            if let Some(Err(problems)) = settings.file {
+                return Err(problems.into());
+            }
+            let root = settings.command();
+            let mut argv = vec![std::ffi::OsString::from("outhook")];
+            if args.is_empty() {
+                argv.push("serve".into());
+            }
+            argv.extend(args);
+            let matches = root.clone().try_get_matches_from(argv)?;
+            let shown = config::shown(&root, &matches, &settings.all, settings.loaded());
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&shown)?)?;
+            } else {
+                for s in shown {
+                    match s.value {
+                        Some(v) => outln!("{} = {}  # {}", s.key, toml::Value::String(v), s.source)?,
+                        None => outln!("# {} (unset)", s.key)?,
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTHOOK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let all = config::settings(&Cli::command());
+    let file = config::path(&args).map(|path| config::load(&path, &all));
+    let settings = Settings { all, file };
+    let cli = match settings
+        .command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let filter = settings
+        .environment_only("log")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     match cli.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -197,6 +322,40 @@ fn main() -> ExitCode {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init(),
+    }
+    if let Command::Config { command } = cli.command {
+        return finish(config_command(command, settings));
+    }
+    if let Some(Err(problems)) = &settings.file {
+        eprintln!("error: {problems}");
+        return ExitCode::from(2);
+    }
+    if settings.loaded().is_some() {
+        // The main keys may come from the file: the keyring is made here
+        // rather than from the environment alone. The key and its file are
+        // one setting: either in the environment overrides both in the file.
+        let env_key = ["OUTHOOK_MAIN_KEY", "OUTHOOK_MAIN_KEY_FILE"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()));
+        let key = |name: &str, env: &str| match env_key {
+            true => std::env::var(env).ok(),
+            false => settings.environment_only(name),
+        };
+        let keyring = outhook_dispatcher::secrets::Keyring::from_values(
+            key("main-key", "OUTHOOK_MAIN_KEY").as_deref(),
+            key("main-key-file", "OUTHOOK_MAIN_KEY_FILE").as_deref(),
+            settings.environment_only("old-main-keys").as_deref(),
+        );
+        match keyring {
+            Ok(keyring) => {
+                // Nothing has read a secret yet, so this cannot be taken.
+                let _ = outhook_dispatcher::secrets::install(keyring);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     let db = DbArgs::new(
         cli.database_url,
@@ -228,7 +387,13 @@ fn main() -> ExitCode {
         Command::SigningKey { command } => block_on(commands::signing_keys::signing_key(db, command)),
         Command::Send(args) => block_on(commands::send::send(db, args)),
         Command::Deliveries { command } => block_on(commands::deliveries::deliveries(db, command)),
+        Command::Config { .. } => unreachable!("handled above"),
     };
+    finish(result)
+}
+
+/// The exit status for a command's result, with its error on stderr.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         // A reader that went away (`| head`) is not an error: stop quietly.

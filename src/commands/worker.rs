@@ -475,7 +475,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OUTHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Serve the API only; run workers apart with `outhook run`.
-    #[arg(long)]
+    #[arg(long, env = "OUTHOOK_NO_WORKER")]
     no_worker: bool,
     /// Request bodies larger than this are refused (413); 1 to 268435456.
     #[arg(long, env = "OUTHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024,

@@ -6,6 +6,7 @@ mod api_fuzz;
 mod catalog;
 mod cli_admin;
 mod cli_signing;
+mod config_file;
 mod errors;
 mod limits;
 mod pooler;

@@ -57,11 +57,12 @@ const BAD: &[(&str, &[&str])] = &[
     ("--portal-primary-color", &["red"]),
     ("--portal-support-url", &["javascript:alert(1)"]),
     ("--https-only", &[]),
+    ("--config", &["/nonexistent/outhook.toml"]),
 ];
 
 /// The settings `outhook <command> --help` shows: (flag, takes a value,
 /// environment variable).
-fn settings(command: &str) -> Vec<(String, bool, Option<String>)> {
+pub fn settings(command: &str) -> Vec<(String, bool, Option<String>)> {
     let out = Command::new(env!("CARGO_BIN_EXE_outhook"))
         .args([command, "--help"])
         .output()

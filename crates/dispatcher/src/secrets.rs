@@ -115,27 +115,38 @@ impl Keyring {
     /// From `OUTHOOK_MAIN_KEY` or `OUTHOOK_MAIN_KEY_FILE`, and
     /// `OUTHOOK_OLD_MAIN_KEYS`.
     pub fn from_env() -> Result<Self> {
-        let current = match (
-            std::env::var("OUTHOOK_MAIN_KEY"),
-            std::env::var("OUTHOOK_MAIN_KEY_FILE"),
-        ) {
-            (Ok(text), _) if !text.trim().is_empty() => Some(MainKey::from_base64(&text)?),
-            (_, Ok(path)) if !path.trim().is_empty() => {
-                let text = zeroize::Zeroizing::new(
-                    std::fs::read_to_string(path.trim())
-                        .map_err(|e| Error::Config(format!("reading OUTHOOK_MAIN_KEY_FILE {path}: {e}")))?,
-                );
+        Self::from_values(
+            std::env::var("OUTHOOK_MAIN_KEY").ok().as_deref(),
+            std::env::var("OUTHOOK_MAIN_KEY_FILE").ok().as_deref(),
+            std::env::var("OUTHOOK_OLD_MAIN_KEYS").ok().as_deref(),
+        )
+    }
+
+    /// From the values of those three settings, wherever they were given
+    /// (a settings file): the main key's base64, or a file holding it (the
+    /// key wins), and the old keys, comma-separated. Blank counts as unset.
+    pub fn from_values(
+        main_key: Option<&str>,
+        main_key_file: Option<&str>,
+        old_main_keys: Option<&str>,
+    ) -> Result<Self> {
+        let current = match (main_key, main_key_file) {
+            (Some(text), _) if !text.trim().is_empty() => Some(MainKey::from_base64(text)?),
+            (_, Some(path)) if !path.trim().is_empty() => {
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path.trim()).map_err(|e| {
+                    Error::Config(format!("reading the main key file (OUTHOOK_MAIN_KEY_FILE) {path}: {e}"))
+                })?);
                 Some(MainKey::from_base64(&text)?)
             }
             _ => None,
         };
-        let old = match std::env::var("OUTHOOK_OLD_MAIN_KEYS") {
-            Ok(list) => list
+        let old = match old_main_keys {
+            Some(list) => list
                 .split(',')
                 .filter(|k| !k.trim().is_empty())
                 .map(MainKey::from_base64)
                 .collect::<Result<_>>()?,
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         Ok(Self { current, old })
     }
