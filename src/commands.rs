@@ -4,6 +4,7 @@ pub mod access;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;
+pub mod health;
 pub mod secrets;
 pub mod send;
 pub mod signing;

@@ -131,6 +131,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the committed openapi.json).
     Openapi,
+    /// Ask a running `outhook serve` whether it answers (GET /healthz): exit
+    /// 0 when it does, 1 when not. For a container's HEALTHCHECK.
+    Healthcheck(commands::health::HealthcheckArgs),
     /// Bearer tokens for the HTTP API.
     Token {
         #[command(subcommand)]
@@ -387,6 +390,7 @@ fn main() -> ExitCode {
         Command::SigningKey { command } => block_on(commands::signing_keys::signing_key(db, command)),
         Command::Send(args) => block_on(commands::send::send(db, args)),
         Command::Deliveries { command } => block_on(commands::deliveries::deliveries(db, command)),
+        Command::Healthcheck(args) => block_on(commands::health::healthcheck(args)),
         Command::Config { .. } => unreachable!("handled above"),
     };
     finish(result)
