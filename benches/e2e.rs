@@ -299,6 +299,9 @@ struct Scenario {
     /// mode (Debian's, as `scripts/setup` installs it), with
     /// `--pooler transaction`; the producer stays direct.
     pooler: bool,
+    /// The worker exports traces (`--otlp-endpoint`) to a collector in the
+    /// bench process that decodes and counts them.
+    otlp: bool,
 }
 
 const BASE: Scenario = Scenario {
@@ -325,6 +328,7 @@ const BASE: Scenario = Scenario {
     answer_bytes: 0,
     noisy: None,
     pooler: false,
+    otlp: false,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -346,6 +350,13 @@ fn scenarios() -> Vec<Scenario> {
             name: "burst-serve",
             events: 100_000,
             serve: true,
+            ..BASE
+        },
+        // The same burst, the worker exporting its traces over OTLP.
+        Scenario {
+            name: "burst-otlp",
+            events: 100_000,
+            otlp: true,
             ..BASE
         },
         // The burst to one owner of 100 endpoints, each filtering on its
@@ -743,6 +754,15 @@ async fn run(
     if bouncer.is_some() {
         worker_args.extend(["--pooler", "transaction"]);
     }
+    let collector = if s.otlp {
+        Some(outhook_testkit::otlp::Collector::start_counting().await?)
+    } else {
+        None
+    };
+    let otlp_endpoint = collector.as_ref().map(|c| c.endpoint());
+    if let Some(endpoint) = &otlp_endpoint {
+        worker_args.extend(["--otlp-endpoint", endpoint.as_str()]);
+    }
     let worker_url = bouncer.as_ref().map_or(url.as_str(), |b| b.url.as_str());
     let workers: Vec<Worker> = (0..s.workers)
         .map(|_| Worker::start(worker_url, &worker_args, s.serve, &stage_log))
@@ -957,6 +977,8 @@ async fn run(
         "old_deliveries_left": old_left.map(|o| o.1),
         "limited": limited,
         "noisy_neighbour_delivered": noisy_delivered,
+        // Spans the collector decoded (the worker stopped, so flushed).
+        "spans_exported": collector.as_ref().map(|c| c.count()),
         "oversized_dead": oversized.map(|o| o.0),
         "oversized_dead_with_reason": oversized.map(|o| o.1),
         "stages_ms": stages,

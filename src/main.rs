@@ -5,6 +5,7 @@
 mod output;
 mod commands;
 mod config;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -64,8 +65,21 @@ struct Cli {
     /// (one object per line).
     #[arg(long, env = "OUTHOOK_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, as
+    /// `<URL>/v1/traces` (for example `http://127.0.0.1:4318`). Off when
+    /// unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true, value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--otlp-endpoint`: an http(s) URL.
+fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(text.to_owned()),
+        _ => Err("give the collector's http(s) URL, such as http://127.0.0.1:4318".into()),
+    }
 }
 
 /// `--pooler`.
@@ -314,18 +328,26 @@ fn main() -> ExitCode {
         .environment_only("log")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(colour())
-            .with_writer(std::io::stderr)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
+    let format = match cli.log_format {
+        LogFormat::Text => telemetry::Format::Text { colour: colour() },
+        LogFormat::Json => telemetry::Format::Json,
+    };
+    let exporter = match telemetry::install(format, filter, cli.otlp_endpoint.as_deref()) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("error: --otlp-endpoint: {}", render_error(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(cli, settings);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
     }
+    code
+}
+
+/// Runs the command line's command.
+fn run(cli: Cli, settings: Settings) -> ExitCode {
     if let Command::Config { command } = cli.command {
         return finish(config_command(command, settings));
     }

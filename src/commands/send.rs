@@ -49,6 +49,7 @@ pub async fn send(db: DbArgs, args: SendArgs) -> Result<ExitCode> {
             owner: args.owner.as_deref(),
             endpoint_id: args.endpoint,
             event_id: args.event_id.as_deref(),
+            traceparent: None,
         },
     )
     .await?;

@@ -40,6 +40,13 @@ const TABLE: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ),
     ("https-only", "true", "true", "true", None),
     ("log-format", r#""json""#, "json", "json", Some("json")),
+    (
+        "otlp-endpoint",
+        r#""http://127.0.0.1:4318""#,
+        "http://127.0.0.1:4318",
+        "http://127.0.0.1:4319",
+        Some("http://127.0.0.1:4320"),
+    ),
     // The worker.
     ("concurrency", "64", "64", "32", Some("16")),
     ("batch-size", "100", "100", "50", Some("25")),

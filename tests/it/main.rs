@@ -18,6 +18,7 @@ mod secrets;
 mod settings;
 mod signing_interop;
 mod signing_tamper;
+mod traces;
 mod upgrade;
 mod verify_page;
 mod worker_process;

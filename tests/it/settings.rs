@@ -58,6 +58,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("--portal-support-url", &["javascript:alert(1)"]),
     ("--https-only", &[]),
     ("--config", &["/nonexistent/outhook.toml"]),
+    ("--otlp-endpoint", &["ftp://collector.example", "not a url"]),
 ];
 
 /// The settings `outhook <command> --help` shows: (flag, takes a value,

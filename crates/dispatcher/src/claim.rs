@@ -401,7 +401,15 @@ impl Claimer {
             if let Ok(mut h) = held.lock() {
                 h.insert(row.id, row.lease);
             }
-            let span = tracing::info_span!("delivery", delivery_id = row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
+            let span = tracing::info_span!("delivery", delivery_id = row.id, message_id = %format_args!("msg_{}", row.message_uid.simple()), endpoint_id = %row.endpoint_id, event_type = %row.event_type, attempt = row.attempts);
+            if let Some(tp) = &row.traceparent {
+                crate::trace_context::set_parent(&span, tp);
+            }
+            // The claim served many deliveries at once: each delivery's
+            // trace gets a marker of it, with the statement's time.
+            drop(
+                tracing::debug_span!(parent: &span, "claim", claim_ms = row.stamps.claimed.saturating_sub(row.stamps.claim_sent) as f64 / 1e6),
+            );
             metrics::gauge!("outhook_attempts_in_flight").increment(1.0);
             running.spawn(
                 async move {

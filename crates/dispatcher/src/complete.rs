@@ -94,6 +94,12 @@ async fn write(
     endpoints: &EndpointCache,
     give_up: &CancellationToken,
 ) {
+    // Each delivery's trace shows the write of its result (at debug level:
+    // no cost unless traces are exported).
+    let spans: Vec<tracing::Span> = part
+        .iter()
+        .map(|c| tracing::debug_span!(parent: &c.span, "complete", batch = part.len()))
+        .collect();
     let mut columns = CompletionBatch::new(part);
     health.add(std::mem::take(&mut columns.health), std::mem::take(&mut columns.hourly));
     metrics::histogram!("outhook_completion_batch_size").record(columns.len() as f64);
@@ -101,6 +107,7 @@ async fn write(
     loop {
         match delivery_complete_many(pool, &columns).await {
             Ok(written) => {
+                drop(spans);
                 stages.record(&columns.stamps, now_ns());
                 stats.record(&columns, written);
                 if !columns.gone.is_empty() {

@@ -525,6 +525,7 @@ fn finish(
         in_flight_limited: false,
         message_uid: row.message_uid,
         stamps: row.stamps,
+        span: tracing::Span::current(),
         room: o.room,
         attempt: NewAttempt {
             attempt: row.attempts,

@@ -17,6 +17,7 @@ mod retry;
 pub mod secrets;
 mod stages;
 mod stats;
+pub mod trace_context;
 mod wakeup;
 
 pub use crate::db::outbox::{EnqueueOn, Enqueued, Event, outbox_insert as enqueue, outbox_insert_many as enqueue_many};

@@ -5,6 +5,7 @@
 //! processes ([`verifiers`]), and the payload corpus ([`corpus`]).
 
 pub mod corpus;
+pub mod otlp;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod receiver;

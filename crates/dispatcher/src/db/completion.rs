@@ -37,6 +37,8 @@ pub(crate) struct Completion {
     /// The response budget the logged body holds until it is written.
     pub room: Option<tokio::sync::OwnedSemaphorePermit>,
     pub attempt: NewAttempt,
+    /// The attempt's `delivery` span, which the write of its result joins.
+    pub span: tracing::Span,
 }
 
 impl Completion {

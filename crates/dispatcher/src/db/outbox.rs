@@ -18,6 +18,10 @@ pub struct Event<'a> {
     pub endpoint_id: Option<Uuid>,
     /// An idempotency key: enqueueing the same key again does nothing.
     pub event_id: Option<&'a str>,
+    /// The W3C `traceparent` of the caller's span, so that the deliveries
+    /// join its trace when the worker exports traces
+    /// ([`crate::trace_context::of`] gives it for a `tracing` span).
+    pub traceparent: Option<&'a str>,
 }
 
 /// Where an enqueue runs: the caller's connection or transaction
@@ -92,6 +96,7 @@ macro_rules! keyed {
 /// does not hold, is [`crate::Error::EventRefused`].
 pub async fn outbox_insert<'c>(on: impl Into<EnqueueOn<'c>>, event: &Event<'_>) -> Result<Enqueued> {
     check_event_type(event.event_type)?;
+    check_traceparent(event.traceparent)?;
     match on.into() {
         EnqueueOn::Connection(conn) => outbox_insert_one(conn, event).await,
         EnqueueOn::Pool(pool) => {
@@ -106,8 +111,8 @@ pub async fn outbox_insert<'c>(on: impl Into<EnqueueOn<'c>>, event: &Event<'_>) 
 async fn outbox_insert_one(conn: &mut PgConnection, event: &Event<'_>) -> Result<Enqueued> {
     let id: Option<i64> = sqlx::query_scalar(keyed!(
         event.event_id.is_some(),
-        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-         VALUES ($1, $2::json, $3, $4, $5)",
+        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id, traceparent)
+         VALUES ($1, $2::json, $3, $4, $5, $6)",
         "RETURNING id"
     ))
     .bind(event.event_type)
@@ -115,6 +120,7 @@ async fn outbox_insert_one(conn: &mut PgConnection, event: &Event<'_>) -> Result
     .bind(event.owner)
     .bind(event.endpoint_id)
     .bind(event.event_id)
+    .bind(event.traceparent)
     .fetch_optional(conn)
     .await
     .map_err(refused)?;
@@ -127,6 +133,7 @@ async fn outbox_insert_one(conn: &mut PgConnection, event: &Event<'_>) -> Result
 pub async fn outbox_insert_many<'c>(on: impl Into<EnqueueOn<'c>>, events: &[Event<'_>]) -> Result<u64> {
     for e in events {
         check_event_type(e.event_type)?;
+        check_traceparent(e.traceparent)?;
     }
     match on.into() {
         EnqueueOn::Connection(conn) => outbox_insert_rows(conn, events).await,
@@ -145,10 +152,12 @@ async fn outbox_insert_rows(conn: &mut PgConnection, events: &[Event<'_>]) -> Re
     let owners: Vec<Option<&str>> = events.iter().map(|e| e.owner).collect();
     let endpoints: Vec<Option<Uuid>> = events.iter().map(|e| e.endpoint_id).collect();
     let ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id).collect();
+    let traces: Vec<Option<&str>> = events.iter().map(|e| e.traceparent).collect();
     let done = sqlx::query(keyed!(
         ids.iter().any(Option::is_some),
-        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id)
-         SELECT t, p::json, o, e, i FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS u(t, p, o, e, i)",
+        "INSERT INTO outhook.outbox (event_type, payload, owner, endpoint_id, event_id, traceparent)
+         SELECT t, p::json, o, e, i, tp
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[]) AS u(t, p, o, e, i, tp)",
         ""
     ))
     .bind(types)
@@ -156,10 +165,24 @@ async fn outbox_insert_rows(conn: &mut PgConnection, events: &[Event<'_>]) -> Re
     .bind(owners)
     .bind(endpoints)
     .bind(ids)
+    .bind(traces)
     .execute(conn)
     .await
     .map_err(refused)?;
     Ok(done.rows_affected())
+}
+
+/// Refuses a `traceparent` that is not one, as the database would.
+fn check_traceparent(traceparent: Option<&str>) -> Result<()> {
+    match traceparent {
+        Some(tp) if !crate::trace_context::is_valid(tp) => {
+            let shown: String = tp.chars().take(64).flat_map(char::escape_default).collect();
+            Err(crate::Error::EventRefused(format!(
+                "traceparent \"{shown}\" is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a name that breaks the rule the database also holds, with a
@@ -187,7 +210,7 @@ fn refused(e: sqlx::Error) -> crate::Error {
     if let sqlx::Error::Database(db) = &e
         && matches!(
             db.constraint(),
-            Some("outbox_event_type_known" | "outbox_event_type_name")
+            Some("outbox_event_type_known" | "outbox_event_type_name" | "outbox_traceparent")
         )
     {
         return crate::Error::EventRefused(db.message().to_owned());
@@ -297,6 +320,8 @@ pub struct NewMessage {
     pub endpoint_id: Option<Uuid>,
     /// The idempotency key.
     pub event_id: Option<String>,
+    /// The W3C `traceparent` of the request that enqueued it.
+    pub traceparent: Option<String>,
 }
 
 /// What [`outbox_insert_batch`] did with one message.
@@ -327,12 +352,14 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     let owners: Vec<Option<&str>> = messages.iter().map(|m| m.owner.as_deref()).collect();
     let endpoints: Vec<Option<Uuid>> = messages.iter().map(|m| m.endpoint_id).collect();
     let ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
+    let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
     let mut tx = pool.begin().await?;
     let stored: Vec<(i64, Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(keyed!(
         ids.iter().any(Option::is_some),
-        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id)
-         SELECT u, t, p::json, o, e, i
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS x(u, t, p, o, e, i)",
+        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id, traceparent)
+         SELECT u, t, p::json, o, e, i, tp
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[])
+              AS x(u, t, p, o, e, i, tp)",
         "RETURNING id, uid, created_at"
     ))
     .bind(&uids)
@@ -341,6 +368,7 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     .bind(&owners)
     .bind(&endpoints)
     .bind(&ids)
+    .bind(&traces)
     .fetch_all(&mut *tx)
     .await
     .map_err(refused)?;

@@ -81,6 +81,10 @@ pub async fn prepare(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<N
         owner: input.owner.map(str::to_owned),
         endpoint_id: input.endpoint_id,
         event_id: input.event_id.map(str::to_owned),
+        traceparent: input
+            .traceparent
+            .filter(|tp| outhook_dispatcher::trace_context::is_valid(tp))
+            .map(str::to_owned),
     })
 }
 

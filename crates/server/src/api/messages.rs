@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
+use tracing::Instrument as _;
 use utoipa::IntoParams;
 
 use super::model::{MessageCreatedOut, MessageDetailOut, MessageIn, MessagePage, ReplayIn, ReplayOut};
@@ -32,14 +33,42 @@ pub struct ListParams {
 /// `INSERT` into the outbox would. 201 when new; 200 with `duplicate` when
 /// its `event_id` was sent before.
 #[utoipa::path(operation_id = "message_create", post, path = "/v1/messages", tag = "messages", request_body = MessageIn,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "Retries with the same key get the first answer: 1 to 255 visible ASCII characters"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context: the message's delivery attempts join this trace (as children of the enqueue's span when this server exports traces). A value that is not a version-00 traceparent is ignored, as the W3C says")),
     responses((status = 201, body = MessageCreatedOut), (status = 200, body = MessageCreatedOut, description = "the event_id was sent before"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(scope): Caller,
+    headers: axum::http::HeaderMap,
     ApiJson(input): ApiJson<MessageIn>,
+) -> Result<(StatusCode, Json<MessageCreatedOut>), Problem> {
+    // The enqueue as a span of the caller's trace (its `traceparent`
+    // header); the message carries this span's context, or the caller's
+    // when traces are not exported here, to its delivery attempts.
+    let caller = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|tp| outhook_dispatcher::trace_context::is_valid(tp));
+    let span = tracing::info_span!("enqueue", event_type = %input.event_type, message_id = tracing::field::Empty);
+    if let Some(tp) = caller {
+        outhook_dispatcher::trace_context::set_parent(&span, tp);
+    }
+    let traceparent = outhook_dispatcher::trace_context::of(&span).or_else(|| caller.map(str::to_owned));
+    create_in(state, scope, input, traceparent.as_deref())
+        .instrument(span.clone())
+        .await
+        .inspect(|(_, Json(out))| {
+            span.record("message_id", tracing::field::display(&out.message.uid));
+        })
+}
+
+async fn create_in(
+    state: AppState,
+    scope: crate::admin::Scope,
+    input: MessageIn,
+    traceparent: Option<&str>,
 ) -> Result<(StatusCode, Json<MessageCreatedOut>), Problem> {
     state
         .schemas()
@@ -61,6 +90,7 @@ pub async fn create(
                 owner: input.owner.as_deref(),
                 endpoint_id: input.endpoint_id,
                 event_id: input.event_id.as_deref(),
+                traceparent,
             },
         )
         .await?;

@@ -500,6 +500,7 @@ pub async fn send_test(
             owner: None,
             endpoint_id: Some(id),
             event_id: None,
+            traceparent: None,
         },
     )
     .await?;

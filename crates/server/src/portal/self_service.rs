@@ -465,6 +465,7 @@ pub async fn send_example(
             owner: None,
             endpoint_id: Some(id),
             event_id: None,
+            traceparent: None,
         },
     )
     .await?;

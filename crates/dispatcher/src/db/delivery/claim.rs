@@ -26,6 +26,8 @@ pub(crate) struct ClaimedRow {
     pub payload_bytes: i64,
     /// Leases of this row that ran out without a result (its workers died).
     pub lease_losses: i16,
+    /// The W3C `traceparent` of whatever enqueued the message.
+    pub traceparent: Option<String>,
     #[sqlx(skip)]
     pub stamps: crate::stages::Stamps,
 }
@@ -62,7 +64,7 @@ pub(crate) fn payload_kib(bytes: i64) -> i64 {
 macro_rules! claim_picked {
     () => {
         ", sized AS MATERIALIZED (
-             SELECT p.id, o.uid, o.event_type, o.payload, s.bytes,
+             SELECT p.id, o.uid, o.event_type, o.payload, o.traceparent, s.bytes,
                     sum(CASE WHEN s.bytes > $4 THEN 0 ELSE (s.bytes + 1023) / 1024 END)
                         OVER (ORDER BY p.rank, p.turn, p.next_attempt_at, p.id) AS kib
              FROM picked p JOIN outhook.outbox o ON o.id = p.message_id,
@@ -74,11 +76,12 @@ macro_rules! claim_picked {
                  lease_losses = least(d.lease_losses + d.leased::integer, 32767), leased = true
              FROM sized s WHERE d.id = s.id AND s.kib <= $3
              RETURNING d.id, d.endpoint_id, d.attempts, d.attempts_base, d.lease, d.cycle_started_at,
-                       d.lease_losses, s.uid, s.event_type, s.bytes,
+                       d.lease_losses, s.uid, s.event_type, s.traceparent, s.bytes,
                        CASE WHEN s.bytes > $4 OR d.lease_losses >= $5 THEN NULL ELSE s.payload::text END AS payload
          )
          SELECT c.id, c.endpoint_id, c.attempts, c.attempts_base, c.lease, c.cycle_started_at,
-                c.uid AS message_uid, c.event_type, c.payload, c.bytes AS payload_bytes, c.lease_losses
+                c.uid AS message_uid, c.event_type, c.payload, c.bytes AS payload_bytes, c.lease_losses,
+                c.traceparent
          FROM claimed c"
     };
 }

@@ -54,6 +54,7 @@ fn completion(row: &ClaimedRow) -> Completion {
         in_flight_limited: false,
         message_uid: row.message_uid,
         stamps: row.stamps,
+        span: tracing::Span::none(),
         room: None,
         attempt: NewAttempt {
             attempt: row.attempts,
