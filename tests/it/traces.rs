@@ -36,21 +36,7 @@ async fn a_delivery_is_one_trace_from_the_callers_traceparent_to_its_completion(
     let (url, pool) = outhook_testkit::postgres::database().await.unwrap();
     cli(&url, &["migrate"]);
     let receiver = Receiver::start().await.unwrap();
-    cli(
-        &url,
-        &[
-            "endpoint",
-            "add",
-            "--owner",
-            "acme",
-            "--scheme",
-            "trr",
-            "--url",
-            &receiver.url("/hook"),
-            "--allow-network",
-            "127.0.0.0/8",
-        ],
-    );
+    crate::worker_process::add_endpoint(&url, "acme", &receiver.url("/hook"), &[]);
     let collector = Collector::start().await.unwrap();
     let endpoint = collector.endpoint();
     let server = Server::serve(url, pool.clone(), &["--otlp-endpoint", &endpoint], &[]).await;
