@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 pub mod access;
+pub mod connection;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;

@@ -193,6 +193,12 @@ pub enum EndpointCommand {
         /// Endpoint id.
         id: Uuid,
     },
+    /// A client certificate, extra trusted CAs, a proxy, credentials.
+    Connection {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: crate::commands::connection::ConnectionCommand,
+    },
     /// Add a new secret; current ones keep signing for the grace period. Prints the new secret once.
     RotateSecret {
         /// Endpoint id.
@@ -390,6 +396,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
             let e = admin::endpoint::delete(&pool, &scope, id).await?;
             outln!("deleted {}", e.id)?;
         }
+        EndpointCommand::Connection { cmd } => crate::commands::connection::connection(&pool, &policy, cmd).await?,
         EndpointCommand::RotateSecret { id, grace, secret } => {
             let secret = admin::endpoint::rotate_secret(&pool, &scope, id, grace, secret.map(Secret::new)).await?;
             outln!("secret {}", secret.expose())?;

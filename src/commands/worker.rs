@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use outhook_dispatcher::connection::ProxyUrl;
 use outhook_dispatcher::http::AddressPolicy;
 use outhook_dispatcher::{Dispatcher, MigrationState, Pooling, RetryPolicy};
 use outhook_server::{AppState, ServerConfig};
@@ -214,6 +215,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "OUTHOOK_CONNECT_TIMEOUT", default_value = "5s",
           value_parser = duration_within(MILLI, 10 * MINUTE))]
     connect_timeout: Duration,
+    /// Send every delivery through this proxy (http://, https:// for HTTP
+    /// CONNECT; socks5://, socks5h://), unless an endpoint names its own or
+    /// none. The proxy's environment variables are never read.
+    #[arg(long, env = "OUTHOOK_PROXY", hide_env_values = true, value_parser = parse_proxy)]
+    proxy: Option<String>,
     /// How often to look for due deliveries without a notification (1ms to 1 hour).
     #[arg(long, env = "OUTHOOK_POLL_INTERVAL", default_value = "1s", value_parser = duration_within(MILLI, HOUR))]
     poll_interval: Duration,
@@ -360,6 +366,10 @@ fn parse_busy_polling(s: &str) -> std::result::Result<BusyPolling, String> {
     }
 }
 
+fn parse_proxy(text: &str) -> std::result::Result<String, String> {
+    ProxyUrl::parse(text).map(|_| text.to_owned()).map_err(|e| e.reason)
+}
+
 impl WorkerArgs {
     /// The dispatcher these settings describe.
     fn dispatcher(&self, pool: PgPool, policy: &AddressPolicy, pooling: Pooling) -> Result<Dispatcher> {
@@ -392,6 +402,9 @@ impl WorkerArgs {
             .retry_policy(retry);
         if let Some(lease) = self.lease {
             builder = builder.lease(lease);
+        }
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy(ProxyUrl::parse(proxy).map_err(|e| anyhow::anyhow!("--proxy: {}", e.reason))?);
         }
         for net in &policy.allow {
             builder = builder.allow_network(*net);

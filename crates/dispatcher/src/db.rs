@@ -10,6 +10,7 @@ pub mod attempt;
 pub(crate) mod completion;
 pub mod delivery;
 pub mod endpoint;
+pub mod endpoint_connection;
 pub mod endpoint_health;
 pub mod event_type;
 pub mod idempotency;

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::db::attempt::NewAttempt;
 use crate::db::completion::Completion;
 use crate::db::delivery::{ClaimedRow, DeliveryStatus};
-use crate::endpoint::Target;
+use crate::endpoint::{Target, TargetAuth};
 use crate::http::{AddressRefused, DnsFailure, HttpSettings, UrlError};
 use crate::retry::{FailureKind, RetryPolicy};
 
@@ -56,6 +56,14 @@ pub enum Outcome {
     /// workers died holding it): written off unsent, so it cannot stall the
     /// queue or take worker after worker down.
     LeaseLost,
+    /// The proxy could not be reached or refused the request: the
+    /// sender's side, so it does not count towards disabling the endpoint.
+    Proxy,
+    /// No OAuth2 token could be had from the endpoint's token server.
+    OAuth2Token,
+    /// The endpoint's connection settings cannot be used (a sealed key
+    /// that does not open).
+    ConnectionSettings,
 }
 
 impl Outcome {
@@ -76,6 +84,9 @@ impl Outcome {
             Self::EndpointDisabled => "endpoint_disabled",
             Self::InvalidUrl => "invalid_url",
             Self::LeaseLost => "lease_lost",
+            Self::Proxy => "proxy",
+            Self::OAuth2Token => "oauth2_token",
+            Self::ConnectionSettings => "connection_settings",
         }
     }
 
@@ -84,7 +95,14 @@ impl Outcome {
     fn retryable(self) -> bool {
         matches!(
             self,
-            Self::HttpStatus | Self::Redirect | Self::Timeout | Self::Connect | Self::Dns | Self::Tls
+            Self::HttpStatus
+                | Self::Redirect
+                | Self::Timeout
+                | Self::Connect
+                | Self::Dns
+                | Self::Tls
+                | Self::Proxy
+                | Self::OAuth2Token
         )
     }
 }
@@ -92,6 +110,8 @@ impl Outcome {
 /// What the deliverer needs, shared by every attempt.
 pub(crate) struct Context {
     pub client: reqwest::Client,
+    /// OAuth2 tokens, shared with the other workers.
+    pub tokens: crate::oauth2::TokenStore,
     /// Bounds RSA signatures running at once (two per core), so a burst
     /// does not grow a blocking thread per attempt.
     pub signing_slots: Arc<tokio::sync::Semaphore>,
@@ -237,6 +257,14 @@ async fn send(
         Err(e @ UrlError::Refused(_)) => return Observed::refused(Outcome::AddressRefused, e.to_string()),
         Err(e) => return Observed::refused(Outcome::InvalidUrl, e.to_string()),
     }
+    if let Some(e) = &target.connection_error {
+        return Observed::refused(Outcome::ConnectionSettings, e.clone());
+    }
+    if target.proxied
+        && let Err(e) = crate::http::check_target_via_proxy(&ctx.http.addresses, url).await
+    {
+        return Observed::refused(Outcome::AddressRefused, e);
+    }
     let signer = match &target.signer {
         Ok(s) => s,
         Err(e) => return Observed::refused(Outcome::SigningFailed, e.clone()),
@@ -314,32 +342,60 @@ async fn send(
         headers.insert(name, value);
     }
     let body_sha256 = Some(Sha256::digest(&signed.body).to_vec());
+    let client = target.client.as_ref().unwrap_or(&ctx.client);
+    let mut token = None;
+    match &target.auth {
+        TargetAuth::None => {}
+        TargetAuth::Header(value) => {
+            headers.insert(header::AUTHORIZATION, value.clone());
+            logged.insert("authorization".into(), "***".into());
+        }
+        TargetAuth::OAuth2(o, settings) => {
+            let got = oauth2_token(ctx, target, client, o, *settings, None).await;
+            match got {
+                Ok(t) => {
+                    headers.insert(header::AUTHORIZATION, bearer(&t));
+                    logged.insert("authorization".into(), "***".into());
+                    token = Some(t);
+                }
+                Err(f) => {
+                    let mut o = Observed::refused(Outcome::OAuth2Token, f.error);
+                    o.request_headers = serde_json::Value::Object(logged);
+                    o.body_sha256 = body_sha256;
+                    return o;
+                }
+            }
+        }
+    }
     let request_headers = serde_json::Value::Object(logged);
-    let request = ctx.client.post(url.clone()).headers(headers).body(signed.body);
+    let body = signed.body;
+    // Kept for a second try only where a 401 can be cured by a new token.
+    let again = token.as_ref().map(|_| (headers.clone(), body.clone()));
+    let request = client.post(url.clone()).headers(headers).body(body);
     let cap = ctx.http.max_response_bytes;
     stamps.signed = crate::stages::now_ns();
     let exchange = async {
-        let mut response = request.send().instrument(tracing::debug_span!("request")).await?;
-        stamps.answered = crate::stages::now_ns();
-        let status = response.status();
-        let response_headers = response.headers().clone();
-        let mut body: Vec<u8> = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = response.chunk().await? {
-            let left = cap.saturating_sub(body.len());
-            let take = chunk.len().min(left);
-            if body.capacity() - body.len() < take {
-                // Grow by doubling, but never past the cap.
-                let grow = take.max(body.len().min(left));
-                body.reserve_exact(grow);
-            }
-            body.extend_from_slice(&chunk[..take]);
-            if chunk.len() > left {
-                truncated = true;
-                break; // Stop reading; the connection is dropped, not reused.
+        let mut answer = exchange(request, cap)
+            .instrument(tracing::debug_span!("request"))
+            .await?;
+        if let (Some((mut headers, body)), Some(used), TargetAuth::OAuth2(o, settings)) =
+            (again, token.as_ref(), &target.auth)
+            && answer.0 == http::StatusCode::UNAUTHORIZED
+        {
+            // Expired or revoked before its time: one new token, one more try.
+            match oauth2_token(ctx, target, client, o, *settings, Some(used.expose())).await {
+                Ok(fresh) => {
+                    headers.insert(header::AUTHORIZATION, bearer(&fresh));
+                    let request = client.post(url.clone()).headers(headers).body(body);
+                    answer = exchange(request, cap)
+                        .instrument(tracing::debug_span!("request", retry_after_401 = true))
+                        .await?;
+                }
+                Err(f) => tracing::debug!(error = %f.error, "no new token after a 401"),
             }
         }
-        Ok::<_, reqwest::Error>((status, response_headers, body, truncated))
+        stamps.answered = crate::stages::now_ns();
+        Ok::<_, reqwest::Error>(answer)
     };
     let base = |outcome, error| Observed {
         outcome,
@@ -358,7 +414,7 @@ async fn send(
             Some(format!("no complete response within {:?}", ctx.http.request_timeout)),
         ),
         Ok(Err(e)) => {
-            let (outcome, error) = classify(&e);
+            let (outcome, error) = classify(&e, target.proxied);
             base(outcome, Some(error))
         }
         Ok(Ok((status, response_headers, body, truncated))) => {
@@ -396,8 +452,69 @@ async fn send(
     }
 }
 
-/// Names a transport failure from its error chain.
-fn classify(error: &reqwest::Error) -> (Outcome, String) {
+/// Sends `request` and reads its answer, at most `cap` bytes of its body.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    cap: usize,
+) -> Result<(http::StatusCode, HeaderMap, Vec<u8>, bool), reqwest::Error> {
+    let mut response = request.send().await?;
+    let status = response.status();
+    let response_headers = response.headers().clone();
+    let mut body: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = response.chunk().await? {
+        let left = cap.saturating_sub(body.len());
+        let take = chunk.len().min(left);
+        if body.capacity() - body.len() < take {
+            // Grow by doubling, but never past the cap.
+            let grow = take.max(body.len().min(left));
+            body.reserve_exact(grow);
+        }
+        body.extend_from_slice(&chunk[..take]);
+        if chunk.len() > left {
+            truncated = true;
+            break; // Stop reading; the connection is dropped, not reused.
+        }
+    }
+    Ok((status, response_headers, body, truncated))
+}
+
+fn bearer(token: &outhook_signer::Secret) -> HeaderValue {
+    let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+    v.set_sensitive(true);
+    v
+}
+
+/// A token for `target`, its token server checked against the address
+/// policy like the target itself.
+async fn oauth2_token(
+    ctx: &Context,
+    target: &Target,
+    client: &reqwest::Client,
+    o: &crate::connection::OAuth2,
+    settings: u64,
+    stale: Option<&str>,
+) -> Result<Arc<outhook_signer::Secret>, crate::oauth2::TokenFailure> {
+    let refused = |error: String| crate::oauth2::TokenFailure { error };
+    let url = crate::http::parse_url(&o.token_url).map_err(|e| refused(format!("token_url: {e}")))?;
+    ctx.http
+        .addresses
+        .check_url(&url)
+        .map_err(|e| refused(format!("token_url: {e}")))?;
+    if target.proxied {
+        crate::http::check_target_via_proxy(&ctx.http.addresses, &url)
+            .await
+            .map_err(|e| refused(format!("token_url: {e}")))?;
+    }
+    ctx.tokens
+        .token(client, target.id, settings, o, ctx.http.request_timeout, stale)
+        .await
+}
+
+/// Names a transport failure from its error chain; through a proxy, a
+/// failure to reach it or to be let through is the proxy's.
+fn classify(error: &reqwest::Error, proxied: bool) -> (Outcome, String) {
     let mut chain = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut outcome = None;
@@ -416,7 +533,13 @@ fn classify(error: &reqwest::Error) -> (Outcome, String) {
     let lower = text.to_ascii_lowercase();
     let outcome = outcome.unwrap_or(if error.is_timeout() {
         Outcome::Timeout
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    } else if proxied && is_proxy_failure(&lower) {
+        Outcome::Proxy
+    } else if lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
+        || lower.contains("fatal alert")
+    {
         Outcome::Tls
     } else {
         Outcome::Connect
@@ -433,6 +556,25 @@ fn classify(error: &reqwest::Error) -> (Outcome, String) {
         None => head.to_owned(),
     };
     (outcome, text)
+}
+
+/// Whether an error's text says the proxy failed (could not be reached,
+/// refused the tunnel or the SOCKS handshake), rather than the receiver
+/// behind it.
+fn is_proxy_failure(lower: &str) -> bool {
+    const RECEIVER: &[&str] = &[
+        "connection refused by destination",
+        "host unreachable",
+        "network unreachable",
+        "ttl expired",
+    ];
+    if RECEIVER.iter().any(|r| lower.contains(r)) && lower.contains("socks") {
+        return false;
+    }
+    lower.contains("proxy")
+        || lower.contains("tunnel")
+        || lower.contains("socks")
+        || lower.contains("tcp connect error")
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

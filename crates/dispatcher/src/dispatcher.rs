@@ -235,6 +235,14 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Sends every delivery through this proxy, unless an endpoint names its
+    /// own or none (see [`crate::connection`]). No proxy by default, and
+    /// the proxy's environment variables are never read.
+    pub fn proxy(mut self, proxy: crate::connection::ProxyUrl) -> Self {
+        self.http.proxy = Some(proxy);
+        self
+    }
+
     /// Refuses `http://` endpoints.
     pub fn https_only(mut self, on: bool) -> Self {
         self.http.addresses.https_only = on;
@@ -358,6 +366,7 @@ impl DispatcherBuilder {
             ));
         }
         let client = build_client(&self.http)?;
+        let tokens = crate::oauth2::TokenStore::new(self.pool.clone());
         let grace = self.shutdown_grace.unwrap_or(self.http.request_timeout);
         Ok(Dispatcher {
             pool: self.pool,
@@ -368,6 +377,7 @@ impl DispatcherBuilder {
                         .map(std::num::NonZero::get)
                         .unwrap_or(2),
                 )),
+                tokens,
                 http: self.http,
                 retry: self.retry,
                 response_budget: Arc::new(Semaphore::new(response_kib)),
@@ -486,7 +496,7 @@ impl Dispatcher {
         let last_notified = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (results_tx, results_rx) = mpsc::channel(self.concurrency.max(self.batch_size) * 2);
         let completer_stop = CancellationToken::new();
-        let endpoints = Arc::new(EndpointCache::new(self.endpoint_cache_ttl));
+        let endpoints = Arc::new(EndpointCache::new(self.endpoint_cache_ttl, self.ctx.http.clone()));
         let completer = tokio::spawn(crate::complete::run(
             self.pool.clone(),
             results_rx,

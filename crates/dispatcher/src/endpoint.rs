@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::db::endpoint::{DispatchEndpoint, endpoint_dispatch_get_many};
 use crate::error::Result;
+use crate::http::HttpSettings;
 
 /// An endpoint ready to receive: everything an attempt needs.
 pub(crate) struct Target {
@@ -32,12 +33,46 @@ pub(crate) struct Target {
     pub limited: bool,
     /// Has an in-flight limit: an ended attempt frees a place.
     pub max_in_flight: bool,
+    /// Its own client (a certificate, CAs, a proxy of its own or none);
+    /// `None`: the worker's shared one.
+    pub client: Option<reqwest::Client>,
+    /// Requests go through a proxy: the target's addresses are checked
+    /// here before the proxy is asked.
+    pub proxied: bool,
+    /// Credentials to send.
+    pub auth: TargetAuth,
+    /// Connection settings that cannot be used (a key that does not open).
+    pub connection_error: Option<String>,
     updated_at: DateTime<Utc>,
     fingerprint: u64,
 }
 
+/// The credentials of a target.
+pub(crate) enum TargetAuth {
+    None,
+    /// A ready `Authorization` value (Basic, static bearer).
+    Header(HeaderValue),
+    /// A token fetched by client credentials; the `u64` fingerprints the
+    /// settings, so a change forgets the token this worker holds.
+    OAuth2(crate::connection::OAuth2, u64),
+}
+
 fn fingerprint(row: &DispatchEndpoint) -> u64 {
     let mut h = DefaultHasher::new();
+    row.connection
+        .as_ref()
+        .map(|c| {
+            let c = &c.0;
+            (
+                &c.proxy,
+                &c.client_certificate,
+                &c.ca_certificates,
+                &c.auth,
+                c.auth_settings.to_string(),
+                &c.secrets,
+            )
+        })
+        .hash(&mut h);
     row.secrets.hash(&mut h);
     row.private_key_pem.hash(&mut h);
     // Everything a delivery uses, so that a change the row's `updated_at`
@@ -111,8 +146,79 @@ fn static_headers(value: &serde_json::Value) -> Vec<(HeaderName, HeaderValue)> {
         .collect()
 }
 
+/// Everything of `row`'s connection settings a delivery needs.
+struct Connected {
+    client: Option<reqwest::Client>,
+    proxied: bool,
+    auth: TargetAuth,
+    error: Option<String>,
+}
+
+fn connect(row: &DispatchEndpoint, http: &HttpSettings, fp: u64) -> Connected {
+    use crate::connection::{Auth, Connection, ProxyChoice};
+    let worker_proxied = http.proxy.is_some();
+    let Some(stored) = &row.connection else {
+        return Connected {
+            client: None,
+            proxied: worker_proxied,
+            auth: TargetAuth::None,
+            error: None,
+        };
+    };
+    let broken = |error: String| Connected {
+        client: None,
+        proxied: worker_proxied,
+        auth: TargetAuth::None,
+        error: Some(error),
+    };
+    let keyring = match crate::secrets::keyring() {
+        Ok(k) => k,
+        Err(e) => return broken(e.to_string()),
+    };
+    let conn = match Connection::from_stored(&stored.0, keyring) {
+        Ok(c) => c,
+        Err(e) => return broken(format!("connection settings: {e}")),
+    };
+    let proxied = match &conn.proxy {
+        ProxyChoice::Worker => worker_proxied,
+        ProxyChoice::Direct => false,
+        ProxyChoice::Via(_) => true,
+    };
+    let client = if conn.needs_own_client() {
+        match crate::http::build_client_for(http, &conn) {
+            Ok(c) => Some(c),
+            Err(e) => return broken(format!("connection settings: {e}")),
+        }
+    } else {
+        None
+    };
+    let header = |text: String| {
+        HeaderValue::try_from(text).map(|mut v| {
+            v.set_sensitive(true);
+            TargetAuth::Header(v)
+        })
+    };
+    let auth = match conn.auth {
+        None => Ok(TargetAuth::None),
+        Some(Auth::Basic { username, password }) => {
+            header(crate::connection::basic_header(&username, password.expose()))
+        }
+        Some(Auth::Bearer { token }) => header(format!("Bearer {}", token.expose())),
+        Some(Auth::OAuth2(o)) => Ok(TargetAuth::OAuth2(o, fp)),
+    };
+    match auth {
+        Ok(auth) => Connected {
+            client,
+            proxied,
+            auth,
+            error: None,
+        },
+        Err(_) => broken("connection settings: the credentials cannot go in a header".into()),
+    }
+}
+
 impl Target {
-    fn build(row: DispatchEndpoint, previous: Option<&Arc<Target>>) -> Arc<Target> {
+    fn build(row: DispatchEndpoint, previous: Option<&Arc<Target>>, http: &HttpSettings) -> Arc<Target> {
         let fp = fingerprint(&row);
         // Same row, same secrets: keep the signer (RSA keys are slow to parse).
         if let Some(prev) = previous
@@ -122,6 +228,7 @@ impl Target {
             return prev.clone();
         }
         let signer = build_signer(&row);
+        let connected = connect(&row, http, fp);
         let mut headers = static_headers(&row.headers);
         if let Ok(s) = &signer {
             let reserved_by_scheme = match s.scheme() {
@@ -146,6 +253,10 @@ impl Target {
             fifo: row.fifo,
             limited: row.rate_limit.is_some() || row.max_in_flight.is_some(),
             max_in_flight: row.max_in_flight.is_some(),
+            client: connected.client,
+            proxied: connected.proxied,
+            auth: connected.auth,
+            connection_error: connected.error,
             updated_at: row.updated_at,
             fingerprint: fp,
         })
@@ -160,13 +271,15 @@ struct Entry {
 /// A short-lived cache of targets by endpoint id.
 pub(crate) struct EndpointCache {
     ttl: Duration,
+    http: HttpSettings,
     entries: Mutex<HashMap<Uuid, Entry>>,
 }
 
 impl EndpointCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, http: HttpSettings) -> Self {
         Self {
             ttl,
+            http,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -216,7 +329,7 @@ impl EndpointCache {
         let mut fetched: HashMap<Uuid, Arc<Target>> = HashMap::with_capacity(rows.len());
         for row in rows {
             let previous = entries.get(&row.id).and_then(|e| e.target.as_ref());
-            let target = Target::build(row, previous);
+            let target = Target::build(row, previous, &self.http);
             fetched.insert(target.id, target);
         }
         for id in stale {

@@ -239,15 +239,21 @@ pub struct DnsFailure {
 }
 
 /// Resolves with the system resolver and drops forbidden addresses, so no
-/// connection ever reaches one.
+/// connection ever reaches one. The proxy's own host (set by the operator
+/// or the endpoint's administrator, never by a payload) is exempt.
 #[derive(Debug)]
 struct CheckedResolver {
     policy: Arc<AddressPolicy>,
+    proxy_host: Option<String>,
 }
 
 impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let exempt = self
+            .proxy_host
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(name.as_str()));
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
@@ -257,6 +263,9 @@ impl Resolve for CheckedResolver {
                     source,
                 })?
                 .collect();
+            if exempt {
+                return Ok(Box::new(resolved.into_iter()) as Addrs);
+            }
             let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
                 resolved.into_iter().partition(|a| policy.permits(a.ip()));
             if allowed.is_empty() {
@@ -287,6 +296,9 @@ pub struct HttpSettings {
     pub pool_idle_per_host: usize,
     /// Which addresses may be reached.
     pub addresses: AddressPolicy,
+    /// The proxy every request goes through, unless an endpoint names its
+    /// own or none.
+    pub proxy: Option<crate::connection::ProxyUrl>,
 }
 
 impl Default for HttpSettings {
@@ -298,17 +310,50 @@ impl Default for HttpSettings {
             max_request_bytes: 4 * 1024 * 1024,
             pool_idle_per_host: 256,
             addresses: AddressPolicy::default(),
+            proxy: None,
         }
     }
 }
 
 /// Builds the delivery client: rustls, HTTP/1.1 and HTTP/2, keep-alive, no
-/// redirects, no proxies, and the checked resolver.
+/// redirects, the checked resolver, and the worker's proxy if it has one
+/// (never one from the environment).
 pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client> {
+    Ok(client_builder(settings, settings.proxy.as_ref())?.build()?)
+}
+
+/// The delivery client of an endpoint with connection settings of its own:
+/// as [`build_client`], with its proxy (or none), its client certificate
+/// and its extra trusted CAs. Its connections are pooled for it alone.
+pub fn build_client_for(
+    settings: &HttpSettings,
+    connection: &crate::connection::Connection,
+) -> Result<reqwest::Client> {
+    use crate::connection::ProxyChoice;
+    let proxy = match &connection.proxy {
+        ProxyChoice::Worker => settings.proxy.as_ref(),
+        ProxyChoice::Direct => None,
+        ProxyChoice::Via(p) => Some(p),
+    };
+    let mut builder = client_builder(settings, proxy)?;
+    if let Some(pem) = connection.identity_pem() {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
+    }
+    if let Some(ca) = &connection.ca_certificates {
+        builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(ca.as_bytes())?);
+    }
+    Ok(builder.build()?)
+}
+
+fn client_builder(
+    settings: &HttpSettings,
+    proxy: Option<&crate::connection::ProxyUrl>,
+) -> Result<reqwest::ClientBuilder> {
     let resolver = CheckedResolver {
         policy: Arc::new(settings.addresses.clone()),
+        proxy_host: proxy.map(|p| p.host().to_owned()),
     };
-    Ok(reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -317,8 +362,42 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client> {
         .pool_max_idle_per_host(settings.pool_idle_per_host)
         .tcp_nodelay(true)
         .https_only(settings.addresses.https_only)
-        .dns_resolver(Arc::new(resolver))
-        .build()?)
+        .dns_resolver(Arc::new(resolver));
+    Ok(match proxy {
+        Some(p) => builder.proxy(reqwest::Proxy::all(p.url().clone())?),
+        None => builder,
+    })
+}
+
+/// Checks, before a request is handed to a proxy, that the target's host
+/// resolves here to an address the policy permits (the proxy resolves it
+/// again: it must enforce its own rules, see the README).
+pub async fn check_target_via_proxy(policy: &AddressPolicy, url: &reqwest::Url) -> std::result::Result<(), String> {
+    let Some(host) = url.host_str() else {
+        return Err("the URL has no host".into());
+    };
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok() {
+        return Ok(()); // check_url judged it already
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("could not resolve {host}: {e}"))?
+        .collect();
+    let refused: Vec<String> = resolved
+        .iter()
+        .filter(|a| !policy.permits(a.ip()))
+        .map(|a| a.ip().to_string())
+        .collect();
+    if resolved.is_empty() || !refused.is_empty() {
+        return Err(AddressRefused {
+            host: host.to_owned(),
+            addrs: refused.join(", "),
+        }
+        .to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

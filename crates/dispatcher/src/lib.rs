@@ -2,6 +2,7 @@
 
 mod claim;
 mod complete;
+pub mod connection;
 pub mod db;
 mod deliver;
 mod dispatcher;
@@ -11,6 +12,7 @@ pub mod filter;
 pub mod http;
 mod maintain;
 mod migrate;
+mod oauth2;
 mod polling;
 pub mod pooler;
 mod retry;

@@ -36,6 +36,11 @@ pub enum Kind {
     PrivateKey,
     /// `outhook.server_key.secret` (the portal's signing key).
     ServerKey,
+    /// `outhook.endpoint_connection.secrets` (client keys, passwords,
+    /// tokens, client secrets of one endpoint).
+    ConnectionSecrets,
+    /// `outhook.oauth_token.token` (an OAuth2 access token).
+    OAuthToken,
 }
 
 impl Kind {
@@ -44,6 +49,8 @@ impl Kind {
             Self::EndpointSecret => b"outhook.endpoint_secret.secret",
             Self::PrivateKey => b"outhook.signing_key.private_key_pem",
             Self::ServerKey => b"outhook.server_key.secret",
+            Self::ConnectionSecrets => b"outhook.endpoint_connection.secrets",
+            Self::OAuthToken => b"outhook.oauth_token.token",
         }
     }
 }
@@ -273,6 +280,8 @@ pub async fn check(pool: &PgPool, keyring: &Keyring) -> Result<Inventory> {
         "SELECT CASE WHEN v LIKE 'ohenc:v1:%' THEN split_part(v, ':', 3) END AS key, count(*)
          FROM (SELECT secret AS v FROM outhook.endpoint_secret
                UNION ALL SELECT private_key_pem FROM outhook.signing_key
+               UNION ALL SELECT secrets FROM outhook.endpoint_connection WHERE secrets IS NOT NULL
+               UNION ALL SELECT token FROM outhook.oauth_token WHERE token IS NOT NULL
                {server_key}) s
          GROUP BY 1 ORDER BY 1"
     )))
@@ -322,6 +331,13 @@ pub async fn reseal_all(pool: &PgPool, keyring: &Keyring, batch: i64) -> Result<
         ("endpoint_secret", "secret", "id::text", Kind::EndpointSecret),
         ("signing_key", "private_key_pem", "id::text", Kind::PrivateKey),
         ("server_key", "secret", "name", Kind::ServerKey),
+        (
+            "endpoint_connection",
+            "secrets",
+            "endpoint_id::text",
+            Kind::ConnectionSecrets,
+        ),
+        ("oauth_token", "token", "endpoint_id::text", Kind::OAuthToken),
     ] {
         // What this role may not rewrite, a role that may seals.
         if !may(pool, &format!("outhook.{table}"), "UPDATE").await? {

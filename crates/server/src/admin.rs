@@ -7,6 +7,7 @@
 //! another owner's resources are [`Error::NotFound`], never "forbidden", so
 //! ids do not leak.
 
+pub mod connection;
 pub mod delivery;
 pub mod endpoint;
 pub mod event_type;

@@ -1,6 +1,7 @@
 //! The HTTP routes. Handlers are thin: extract, call one function of
 //! [`crate::admin`], map the result. Every rejection is problem+json.
 
+pub mod connection;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;
@@ -101,6 +102,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(endpoints::read).patch(endpoints::update).delete(endpoints::delete),
         )
         .route("/endpoints/{id}/secret", get(endpoints::secret))
+        .route(
+            "/endpoints/{id}/connection",
+            get(connection::read).patch(connection::update),
+        )
         .route("/endpoints/{id}/secret/rotate", post(endpoints::rotate))
         .route("/endpoints/{id}/recover", post(deliveries::recover))
         .route("/endpoints/{id}/stats", get(deliveries::stats))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{deliveries, endpoints, event_types, health, keys, messages, model, portal};
+use crate::api::{connection, deliveries, endpoints, event_types, health, keys, messages, model, portal};
 use crate::problem::Problem;
 
 mod contract;
@@ -34,6 +34,7 @@ impl Modify for BearerAuth {
     paths(
         endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::delete,
         endpoints::secret, endpoints::rotate, deliveries::recover, deliveries::stats,
+        connection::read, connection::update,
         event_types::list, event_types::read, event_types::put, event_types::delete,
         event_types::catalog, event_types::apply, event_types::update,
         messages::create, messages::list, messages::read, messages::replay,
@@ -51,6 +52,8 @@ impl Modify for BearerAuth {
         model::HealthOut, model::PortalLinkIn, model::PortalLinkOut,
         event_types::EventTypeIn, event_types::EventTypeOut, event_types::EventTypeList, event_types::CatalogOut,
         event_types::CatalogEntryIn, event_types::CatalogIn, event_types::AppliedOut, event_types::CatalogPatchIn,
+        connection::ConnectionPatchIn, connection::AuthIn, connection::ConnectionOut, connection::AuthOut,
+        connection::CertificateOut, connection::TokenOut,
     )),
     modifiers(&BearerAuth),
     tags(

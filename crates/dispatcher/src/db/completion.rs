@@ -121,7 +121,8 @@ impl CompletionBatch {
             *b.hourly
                 .entry((c.endpoint_id, hour_of(c.attempt.started_at), c.attempt.outcome))
                 .or_insert(0) += 1;
-            if !matches!(c.attempt.outcome, "unknown_endpoint" | "endpoint_disabled") {
+            // The proxy's failures are the sender's, not the receiver's.
+            if !matches!(c.attempt.outcome, "unknown_endpoint" | "endpoint_disabled" | "proxy") {
                 let delta = HealthDelta::attempt(c.attempt.started_at, c.attempt.outcome == "delivered");
                 crate::db::endpoint_health::merge(&mut b.health, c.endpoint_id, delta);
             }

@@ -588,6 +588,8 @@ pub(crate) struct DispatchEndpoint {
     pub fifo: bool,
     pub rate_limit: Option<f64>,
     pub max_in_flight: Option<i32>,
+    /// Its connection settings, when it has any (sealed secrets).
+    pub connection: Option<sqlx::types::Json<crate::connection::StoredConnection>>,
 }
 
 /// The dispatch view of several endpoints, in one round trip.
@@ -597,7 +599,8 @@ pub(crate) async fn endpoint_dispatch_get_many(pool: &PgPool, ids: &[Uuid]) -> R
                 array(SELECT s.secret FROM outhook.endpoint_secret s
                       WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
                       ORDER BY s.created_at DESC, s.id DESC) AS secrets,
-                k.private_key_pem, e.message_id_header, e.fifo, e.rate_limit, e.max_in_flight
+                k.private_key_pem, e.message_id_header, e.fifo, e.rate_limit, e.max_in_flight,
+                (SELECT to_jsonb(c) FROM outhook.endpoint_connection c WHERE c.endpoint_id = e.id) AS connection
          FROM outhook.endpoint e LEFT JOIN outhook.signing_key k ON k.id = e.signing_key_id
          WHERE e.id = ANY($1)",
     )

@@ -15,6 +15,7 @@ pub fn refine(doc: &mut Value) {
     endpoint_in(&mut schemas["EndpointIn"]);
     endpoint_patch_in(&mut schemas["EndpointPatchIn"]);
     message_in(&mut schemas["MessageIn"]);
+    connection_patch_in(schemas);
     owner_required(&mut schemas["PortalLinkIn"]);
     for name in ["EventTypeIn", "CatalogEntryIn"] {
         event_type_in(&mut schemas[name]);
@@ -103,6 +104,96 @@ fn endpoint_fields(object: &mut Value, update: bool) {
         "filter",
         json!({"type": ["string", "null"], "maxLength": 4096, "pattern": rules::filter_pattern()}),
     );
+}
+
+/// A proxy's URL, `worker` or `none`: the forms the server takes.
+fn proxy_pattern() -> String {
+    let endpoint = rules::url_pattern();
+    // The endpoint URL's host and port, without a path or query.
+    let authority = endpoint
+        .trim_start_matches("^https?://")
+        .split("(/[")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    format!("^(worker|none|(https?|socks5h?)://{authority}/?)$")
+}
+
+/// The connection settings' texts: no NUL, header-safe tokens, a Basic
+/// username without `:`, the proxy's and the token endpoint's URL forms;
+/// each credential's fields closed.
+fn connection_patch_in(schemas: &mut Value) {
+    let object = &mut schemas["ConnectionPatchIn"];
+    set(
+        object,
+        "proxy",
+        json!({"type": ["string", "null"], "maxLength": 2048, "pattern": proxy_pattern()}),
+    );
+    for (field, max) in [
+        ("client_certificate", 65536),
+        ("client_key", 65536),
+        ("ca_certificates", 65536),
+    ] {
+        set(
+            object,
+            field,
+            json!({"type": ["string", "null"], "maxLength": max, "pattern": rules::TEXT_PATTERN}),
+        );
+    }
+    let Some(branches) = schemas["AuthIn"]["oneOf"].as_array_mut() else {
+        return;
+    };
+    for branch in branches {
+        branch["additionalProperties"] = json!(false);
+        let kind = branch["properties"]["type"]["enum"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match kind.as_str() {
+            "basic" => {
+                set(
+                    branch,
+                    "username",
+                    json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\u0000:]+$"}),
+                );
+                set(
+                    branch,
+                    "password",
+                    json!({"type": ["string", "null"], "maxLength": 4096, "pattern": rules::TEXT_PATTERN}),
+                );
+            }
+            "bearer" => set(
+                branch,
+                "token",
+                json!({"type": ["string", "null"], "minLength": 1, "maxLength": 8192, "pattern": rules::HEADER_VALUE_PATTERN}),
+            ),
+            "oauth2" => {
+                set(
+                    branch,
+                    "token_url",
+                    json!({"type": "string", "maxLength": 2048, "pattern": rules::url_pattern()}),
+                );
+                set(
+                    branch,
+                    "client_id",
+                    json!({"type": "string", "minLength": 1, "maxLength": 512, "pattern": r"^[^\u0000]+$"}),
+                );
+                set(
+                    branch,
+                    "client_secret",
+                    json!({"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "pattern": r"^[^\u0000]+$"}),
+                );
+                for field in ["scope", "audience"] {
+                    set(
+                        branch,
+                        field,
+                        json!({"type": ["string", "null"], "maxLength": 1024, "pattern": rules::TEXT_PATTERN}),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The settings of scheme `hmac`, and the combinations that sign.
