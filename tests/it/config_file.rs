@@ -53,6 +53,13 @@ const TABLE: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("lease", r#""2m""#, "2m", "3m", Some("4m")),
     ("request-timeout", r#""20s""#, "20s", "21s", Some("22s")),
     ("connect-timeout", r#""2s""#, "2s", "3s", Some("4s")),
+    (
+        "proxy",
+        r#""http://file.example:3128/""#,
+        "http://file.example:3128/",
+        "socks5://env.example:1080",
+        Some("socks5h://flag.example:1080"),
+    ),
     ("poll-interval", r#""2s""#, "2s", "3s", Some("4s")),
     ("endpoint-cache-ttl", r#""2s""#, "2s", "3s", Some("4s")),
     ("no-listen", "true", "true", "true", None),

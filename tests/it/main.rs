@@ -7,6 +7,7 @@ mod catalog;
 mod cli_admin;
 mod cli_signing;
 mod config_file;
+mod connection;
 mod container;
 mod errors;
 mod limits;

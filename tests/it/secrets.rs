@@ -27,7 +27,7 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn dump(url: &str) -> String {
+pub fn dump(url: &str) -> String {
     let pg_dump = outhook_testkit::postgres::find_binary("pg_dump").unwrap();
     let out = Command::new(pg_dump)
         .args(["--data-only", "--schema=outhook", url])

@@ -59,6 +59,15 @@ const BAD: &[(&str, &[&str])] = &[
     ("--https-only", &[]),
     ("--config", &["/nonexistent/outhook.toml"]),
     ("--otlp-endpoint", &["ftp://collector.example", "not a url"]),
+    (
+        "--proxy",
+        &[
+            "ftp://proxy.example",
+            "socks4://proxy.example:1080",
+            "http://proxy.example:3128/path",
+            "not a url",
+        ],
+    ),
 ];
 
 /// The settings `outhook <command> --help` shows: (flag, takes a value,

@@ -8,5 +8,25 @@ pub mod corpus;
 pub mod otlp;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod proxy;
 pub mod receiver;
+pub mod tls;
+pub mod token_server;
 pub mod verifiers;
+
+/// Serves `app` on `listener` until the returned sender is dropped.
+pub(crate) fn serve_until_dropped<L>(listener: L, app: axum::Router) -> tokio::sync::oneshot::Sender<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}

@@ -64,6 +64,38 @@ impl Received {
     }
 }
 
+/// Accepts TCP connections and completes their TLS handshakes; refused
+/// handshakes are counted and dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                _ => {
+                    self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 /// Decides the status for a request from its headers and body (for
 /// receivers that verify signatures).
 pub type Judge = Arc<dyn Fn(&HeaderMap, &[u8]) -> u16 + Send + Sync>;
@@ -80,6 +112,9 @@ struct Shared {
 pub struct Receiver {
     /// The address it listens on.
     pub addr: SocketAddr,
+    scheme: &'static str,
+    /// TLS handshakes it refused (no client certificate, a wrong one).
+    refused: Arc<std::sync::atomic::AtomicUsize>,
     shared: Arc<Shared>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -87,34 +122,88 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver on 127.0.0.1 at a free port, answering `200`.
     pub async fn start() -> Result<Self> {
-        let shared = Arc::new(Shared {
-            records: Mutex::new(Vec::new()),
-            script: Mutex::new(VecDeque::new()),
-            default: Mutex::new(Reply::Status(200)),
-            judge: Mutex::new(None),
-            arrived: Notify::new(),
-        });
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts a receiver at `addr` (such as `127.0.0.2:0`).
+    pub async fn start_on(addr: &str) -> Result<Self> {
+        let shared = Self::shared();
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve_until_dropped(listener, app);
         Ok(Self {
             addr,
+            scheme: "http",
+            refused: Arc::default(),
             shared,
             _stop: stop,
         })
     }
 
-    /// `http://127.0.0.1:{port}{path}`.
+    /// Starts an HTTPS receiver on 127.0.0.1 with `server`'s certificate;
+    /// with `client_ca` (PEM), it requires a client certificate that CA
+    /// issued and refuses the handshake otherwise.
+    pub async fn start_tls(server: &crate::tls::Issued, client_ca: Option<&str>) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let certs = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
+        let builder =
+            rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+        let config = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots.add(cert?)?;
+                }
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+                builder
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(certs, key)?
+            }
+            None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+        };
+        let shared = Self::shared();
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = tcp.local_addr()?;
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            refused: refused.clone(),
+        };
+        let stop = crate::serve_until_dropped(listener, app);
+        Ok(Self {
+            addr,
+            scheme: "https",
+            refused,
+            shared,
+            _stop: stop,
+        })
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            records: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(Reply::Status(200)),
+            judge: Mutex::new(None),
+            arrived: Notify::new(),
+        })
+    }
+
+    /// `http://127.0.0.1:{port}{path}` (`https` for a TLS receiver).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// How many TLS handshakes it refused.
+    pub fn tls_refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The answer once the script is used up.
