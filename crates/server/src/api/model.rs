@@ -437,7 +437,8 @@ pub struct AttemptOut {
     pub response_truncated: bool,
     /// `delivered`, `http_status`, `redirect`, `timeout`, `connect`, `dns`, `tls`,
     /// `address_refused`, `body_too_large`, `signing_failed`, `unknown_endpoint`,
-    /// `endpoint_disabled`, `invalid_url` or `lease_lost`.
+    /// `endpoint_disabled`, `invalid_url`, `lease_lost`, `proxy`, `oauth2_token` or
+    /// `connection_settings`.
     pub outcome: String,
     /// What went wrong.
     pub error: Option<String>,

@@ -189,6 +189,9 @@ pub fn outcome_label(outcome: &str) -> &str {
         "endpoint_disabled" => "Endpoint disabled",
         "invalid_url" => "Invalid URL",
         "lease_lost" => "Worker lost it repeatedly",
+        "proxy" => "Proxy failed",
+        "oauth2_token" => "No OAuth2 token",
+        "connection_settings" => "Connection settings unusable",
         other => other,
     }
 }
