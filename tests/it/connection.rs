@@ -521,3 +521,89 @@ async fn an_oauth2_token_is_fetched_once_for_two_workers_refreshed_after_a_401_a
     assert!(dump.contains("ohenc:v1:"), "sealed values are in the dump");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_api_a_customer_sets_credentials_for_its_own_endpoint_but_never_its_proxy_or_reads_a_secret() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    let server = crate::api::Server::start(&[]).await;
+    let (status, endpoint) = server
+        .admin(
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"owner": "acme", "url": "https://acme.example/hook", "scheme": "standard-webhooks"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let path = format!("/v1/endpoints/{}/connection", endpoint["id"].as_str().unwrap());
+    let acme = crate::api::cli(&server.url, &["token", "new", "--owner", "acme"])
+        .trim()
+        .to_owned();
+    let globex = crate::api::cli(&server.url, &["token", "new", "--owner", "globex"])
+        .trim()
+        .to_owned();
+
+    let (status, plain) = server.call(Some(&acme), Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    assert_eq!(plain["proxy"], "worker");
+    assert!(plain["auth"].is_null() && plain["updated_at"].is_null(), "{plain}");
+
+    let oauth2 = json!({"auth": {"type": "oauth2", "token_url": "https://auth.acme.example/token",
+        "client_id": "outhook", "client_secret": "cust0mer-secret", "scope": "hooks"}});
+    let (status, set) = server.call(Some(&acme), Method::PATCH, &path, Some(oauth2)).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["auth"]["type"], "oauth2");
+    assert_eq!(set["auth"]["client_id"], "outhook");
+    assert!(!set.to_string().contains("cust0mer-secret"), "{set}");
+    // Given back without its secret, the stored one is kept.
+    let again = json!({"auth": {"type": "oauth2", "token_url": "https://auth.acme.example/token",
+        "client_id": "outhook", "scope": "hooks webhooks"}});
+    let (status, kept) = server.call(Some(&acme), Method::PATCH, &path, Some(again)).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(kept["auth"]["scope"], "hooks webhooks");
+    // Another client id needs its own secret.
+    let other =
+        json!({"auth": {"type": "oauth2", "token_url": "https://auth.acme.example/token", "client_id": "other"}});
+    let (status, refused) = server.call(Some(&acme), Method::PATCH, &path, Some(other)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap_or("").contains("client_secret"),
+        "{refused}"
+    );
+
+    // The proxy is the operator's.
+    let (status, refused) = server
+        .call(Some(&acme), Method::PATCH, &path, Some(json!({"proxy": "none"})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, direct) = server.admin(Method::PATCH, &path, Some(json!({"proxy": "none"}))).await;
+    assert_eq!(status, StatusCode::OK, "{direct}");
+    assert_eq!(direct["proxy"], "none");
+    // A token URL at a private address is refused like an endpoint URL.
+    let private = json!({"auth": {"type": "oauth2", "token_url": "http://169.254.169.254/token",
+        "client_id": "x", "client_secret": "y"}});
+    let (status, refused) = server.admin(Method::PATCH, &path, Some(private)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+
+    // Another customer does not see it at all.
+    let (status, _) = server.call(Some(&globex), Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Everything removed with nulls.
+    let (status, cleared) = server
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"proxy": "worker", "client_certificate": null, "ca_certificates": null, "auth": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert!(
+        cleared["auth"].is_null() && cleared["updated_at"].is_null(),
+        "{cleared}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM outhook.endpoint_connection")
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
