@@ -71,8 +71,10 @@ const BAD: &[(&str, Set)] = &[
     }),
 ];
 
-/// Setters with nothing to refuse: switches, networks and pooling (typed).
+/// Setters with nothing to refuse: switches, networks, pooling and the
+/// proxy (typed: a `ProxyUrl` is checked when it is parsed).
 const UNBOUNDED: &[&str] = &[
+    "proxy",
     "listen",
     "pooling",
     "durable_claims",
