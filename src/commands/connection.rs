@@ -62,6 +62,14 @@ pub struct SetArgs {
     /// Remove the extra CA certificates.
     #[arg(long, conflicts_with = "ca_certificates")]
     no_ca_certificates: bool,
+    /// Pin the receiver's server certificate(s), PEM: only these exact
+    /// certificates are accepted, whatever their chain and names (instead
+    /// of --ca-certificates).
+    #[arg(long, value_name = "FILE")]
+    pinned_certificates: Option<PathBuf>,
+    /// Remove the pinned certificates.
+    #[arg(long, conflicts_with = "pinned_certificates")]
+    no_pinned_certificates: bool,
     /// Send HTTP Basic credentials with this username.
     #[arg(long, requires = "basic_password_file")]
     basic_username: Option<String>,
@@ -150,6 +158,14 @@ fn patch_of(a: &SetArgs) -> Result<ConnectionPatch> {
                 .map(|p| read(p, "CA certificates").map(Some))
                 .transpose()?
         },
+        pinned_certificates: if a.no_pinned_certificates {
+            Some(None)
+        } else {
+            a.pinned_certificates
+                .as_deref()
+                .map(|p| read(p, "pinned certificates").map(Some))
+                .transpose()?
+        },
         auth,
     })
 }
@@ -175,6 +191,14 @@ fn print(view: &ConnectionView, json: bool) -> Result<()> {
     }
     for c in &view.ca_certificates {
         outln!("trusted CA: {} (sha256 {})", c.subject, c.fingerprint_sha256)?;
+    }
+    for c in &view.pinned_certificates {
+        outln!(
+            "pinned server certificate: {} (sha256 {}), expires {}",
+            c.subject,
+            c.fingerprint_sha256,
+            c.not_after.format("%Y-%m-%d %H:%M UTC")
+        )?;
     }
     match &view.auth {
         None => outln!("credentials: none")?,

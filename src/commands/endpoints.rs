@@ -332,6 +332,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
         EndpointCommand::Health { owner, json } => {
             let list = endpoint_list(&pool, owner.as_deref()).await?;
             let health = admin::endpoint::health(&pool, &list).await?;
+            let expiring = admin::endpoint::certificate_expiry(&pool, &list).await?;
             if json {
                 let rows: Vec<serde_json::Value> = list
                     .iter()
@@ -344,6 +345,11 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                             "last_failure_at": h.and_then(|h| h.last_failure_at),
                             "failure_streak": h.map_or(0, |h| h.failure_streak),
                             "failing_since": h.and_then(|h| h.failing_since),
+                            "certificate": expiring.get(&e.id).map(|c| serde_json::json!({
+                                "setting": c.setting, "subject": c.subject,
+                                "fingerprint_sha256": c.fingerprint_sha256, "not_after": c.not_after,
+                                "expires_soon": admin::endpoint::certificate_expires_soon(c.not_after),
+                            })),
                         })
                     })
                     .collect();
@@ -363,7 +369,7 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                 )?;
                 for e in &list {
                     let h = health.get(&e.id);
-                    let state = if e.enabled {
+                    let mut state = if e.enabled {
                         "enabled".to_owned()
                     } else {
                         format!(
@@ -372,6 +378,19 @@ pub async fn endpoint(db: DbArgs, policy: AddressPolicy, cmd: EndpointCommand) -
                             e.disabled_reason.as_deref().unwrap_or("")
                         )
                     };
+                    if let Some(c) = expiring.get(&e.id)
+                        && admin::endpoint::certificate_expires_soon(c.not_after)
+                    {
+                        let name = if c.setting == "pinned_certificates" {
+                            "pinned"
+                        } else {
+                            "client"
+                        };
+                        state.push_str(&format!(
+                            "; {name} certificate expires {}",
+                            c.not_after.format("%Y-%m-%d %H:%M")
+                        ));
+                    }
                     outln!(
                         "{:<36}  {:<12} {:<19}  {:>7}  {:<19}  {}",
                         e.id,

@@ -607,3 +607,133 @@ async fn through_the_api_a_customer_sets_credentials_for_its_own_endpoint_but_ne
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// Endpoint ids and the types of the operational events `receiver` got.
+fn event_types(receiver: &Receiver) -> Vec<(String, Value)> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (v["type"].as_str().unwrap_or_default().to_owned(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_certificate_is_the_only_one_accepted_and_one_expiring_soon_is_told_once() {
+    let (url, pool) = outhook_testkit::postgres::database().await.unwrap();
+    cli(&url, &["migrate"]);
+    let ca = TestCa::new("Receiver CA").unwrap();
+    let other = TestCa::new("Another CA").unwrap();
+    let server = ca.server().unwrap();
+    let receiver = Receiver::start_tls(&server, None).await.unwrap();
+    let plain = Receiver::start().await.unwrap();
+    let operator = Receiver::start().await.unwrap();
+    let dir = temp_dir("pinned");
+    let pin = write(&dir, "pin.pem", &server.cert_pem);
+    let wrong_pin = write(&dir, "wrong-pin.pem", &other.server().unwrap().cert_pem);
+    let ca_file = write(&dir, "ca.pem", &ca.cert_pem());
+    let soon = ca.client_valid_for("renew-me", 10).unwrap();
+    let soon_cert = write(&dir, "soon.pem", &soon.cert_pem);
+    let soon_key = write(&dir, "soon.key", &soon.key_pem);
+
+    // Pinned: the receiver's CA is not trusted, its certificate is.
+    let pinned = add_endpoint(&url, "pinned", &receiver.url("/pinned"));
+    let shown = set(&url, &pinned, &["--pinned-certificates", &pin]);
+    assert_eq!(shown["pinned_certificates"][0]["subject"], "CN=localhost", "{shown}");
+    assert_eq!(shown["pinned_certificates"][0]["issuer"], "CN=Receiver CA", "{shown}");
+    let wrong = add_endpoint(&url, "wrong-pin", &receiver.url("/wrong-pin"));
+    set(&url, &wrong, &["--pinned-certificates", &wrong_pin]);
+    // A pin and CAs are one or the other.
+    let both = outhook(
+        &url,
+        &["endpoint", "connection", "set", &wrong, "--ca-certificates", &ca_file],
+    );
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("pinned_certificates"),
+        "{both:?}"
+    );
+    // A client certificate that expires in 10 days, on a plain endpoint.
+    let expiring = add_endpoint(&url, "expiring", &plain.url("/expiring"));
+    set(
+        &url,
+        &expiring,
+        &["--client-certificate", &soon_cert, "--client-key", &soon_key],
+    );
+    cli(
+        &url,
+        &[
+            "endpoint",
+            "--allow-network",
+            "127.0.0.0/8",
+            "add",
+            "--owner",
+            "outhook:operator",
+            "--scheme",
+            "standard-webhooks",
+            "--url",
+            &operator.url("/ops"),
+        ],
+    );
+
+    let _workers = Running(vec![worker(&url, "127.0.0.0/8", &["--maintenance-interval", "200ms"])]);
+    for owner in ["pinned", "wrong-pin"] {
+        enqueue_for(&pool, owner, 1, 0).await;
+    }
+    let rows = first_attempts(&pool, &["pinned", "wrong-pin"]).await;
+    assert_eq!(outcome_of(&rows, "pinned").0, "delivered", "{rows:?}");
+    let (outcome, error) = outcome_of(&rows, "wrong-pin");
+    assert_eq!(outcome, "tls", "{rows:?}");
+    assert!(error.contains("not a pinned one"), "{error}");
+    assert_eq!(receiver.received().len(), 1, "only the pinned endpoint got through");
+
+    // One `endpoint.certificate_expiring`, however many maintenance rounds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !event_types(&operator)
+        .iter()
+        .any(|(t, _)| t == "endpoint.certificate_expiring")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no expiry event: {:?}",
+            event_types(&operator)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events: Vec<Value> = event_types(&operator)
+        .into_iter()
+        .filter(|(t, _)| t == "endpoint.certificate_expiring")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let data = &events[0]["data"];
+    assert_eq!(data["endpoint_id"], expiring.as_str(), "{data}");
+    assert_eq!(data["owner"], "expiring", "{data}");
+    assert_eq!(data["expired"], false, "{data}");
+    assert_eq!(data["certificate"]["setting"], "client_certificate", "{data}");
+    assert_eq!(data["certificate"]["subject"], "CN=renew-me", "{data}");
+    assert!(!data.to_string().contains(&pem_body(&soon.key_pem)));
+
+    // The endpoint's health says so; the pinned one's certificate is far off.
+    let health: Value = serde_json::from_str(&cli(&url, &["endpoint", "health", "--json"])).unwrap();
+    let of = |id: &str| {
+        health
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&expiring)["certificate"]["expires_soon"], true, "{health}");
+    assert_eq!(of(&expiring)["certificate"]["subject"], "CN=renew-me", "{health}");
+    assert_eq!(of(&pinned)["certificate"]["setting"], "pinned_certificates", "{health}");
+    assert_eq!(of(&pinned)["certificate"]["expires_soon"], false, "{health}");
+    let text = cli(&url, &["endpoint", "health"]);
+    let line = text.lines().find(|l| l.starts_with(&expiring)).unwrap();
+    assert!(line.contains("client certificate expires"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}

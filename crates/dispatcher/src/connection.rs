@@ -160,6 +160,9 @@ pub struct Connection {
     pub client_key: Option<Secret>,
     /// Extra CA certificates (PEM) trusted for the receiver's server.
     pub ca_certificates: Option<String>,
+    /// Pinned server certificates (PEM): the receiver must present one of
+    /// these exact certificates, whatever its chain and names.
+    pub pinned_certificates: Option<String>,
     /// Credentials.
     pub auth: Option<Auth>,
 }
@@ -233,6 +236,15 @@ impl Connection {
         if let Some(ca) = &self.ca_certificates {
             parse_certificates("ca_certificates", ca)?;
         }
+        if let Some(pinned) = &self.pinned_certificates {
+            parse_certificates("pinned_certificates", pinned)?;
+            if self.ca_certificates.is_some() {
+                return Err(refuse(
+                    "pinned_certificates",
+                    "a pinned certificate replaces the CAs: set one or the other",
+                ));
+            }
+        }
         match &self.auth {
             Some(Auth::Basic { username, password }) => {
                 // Both go base64-encoded: any character but `:` in the
@@ -266,9 +278,40 @@ impl Connection {
     }
 
     /// Whether requests need a client of their own (a certificate, CAs, a
-    /// proxy other than the worker's).
+    /// pin, a proxy other than the worker's).
     pub fn needs_own_client(&self) -> bool {
-        self.client_certificate.is_some() || self.ca_certificates.is_some() || self.proxy != ProxyChoice::Worker
+        self.client_certificate.is_some()
+            || self.ca_certificates.is_some()
+            || self.pinned_certificates.is_some()
+            || self.proxy != ProxyChoice::Worker
+    }
+
+    /// The SHA-256 fingerprints of the pinned certificates (none when
+    /// nothing is pinned, or the PEM does not parse).
+    pub(crate) fn pins(&self) -> Vec<[u8; 32]> {
+        self.pinned_certificates
+            .as_deref()
+            .and_then(|pem| parse_certificates("pinned_certificates", pem).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|(der, _)| Sha256::digest(der.as_ref()).into())
+            .collect()
+    }
+
+    /// The client certificate chain and its key, parsed.
+    pub(crate) fn identity(
+        &self,
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, ConnectionError> {
+        let (Some(cert), Some(key)) = (&self.client_certificate, &self.client_key) else {
+            return Ok(None);
+        };
+        let chain = parse_certificates("client_certificate", cert)?
+            .into_iter()
+            .map(|(der, _)| der)
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes())
+            .map_err(|e| refuse("client_key", format!("not a PEM private key: {e}")))?;
+        Ok(Some((chain, key)))
     }
 
     /// The identity (certificate chain and key) as one PEM text.
@@ -329,6 +372,7 @@ impl Connection {
             },
             client_certificate: self.client_certificate.clone(),
             ca_certificates: self.ca_certificates.clone(),
+            pinned_certificates: self.pinned_certificates.clone(),
             auth: self.auth.as_ref().map(|a| a.kind().to_owned()),
             auth_settings: serde_json::Value::Object(settings),
             secrets: sealed,
@@ -381,6 +425,7 @@ impl Connection {
             client_certificate: stored.client_certificate.clone(),
             client_key: take("client_key"),
             ca_certificates: stored.ca_certificates.clone(),
+            pinned_certificates: stored.pinned_certificates.clone(),
             auth,
         })
     }
@@ -403,6 +448,9 @@ pub struct StoredConnection {
     pub client_certificate: Option<String>,
     /// PEM.
     pub ca_certificates: Option<String>,
+    /// PEM.
+    #[serde(default)]
+    pub pinned_certificates: Option<String>,
     /// `basic`, `bearer` or `oauth2`.
     pub auth: Option<String>,
     /// The public part of `auth`.
@@ -418,10 +466,62 @@ impl std::fmt::Debug for StoredConnection {
             .field("proxy", &self.proxy.as_deref().map(crate::http::redact_url))
             .field("client_certificate", &self.client_certificate.is_some())
             .field("ca_certificates", &self.ca_certificates.is_some())
+            .field("pinned_certificates", &self.pinned_certificates.is_some())
             .field("auth", &self.auth)
             .field("auth_settings", &self.auth_settings)
             .field("secrets", &self.secrets.as_ref().map(|_| "***"))
             .finish()
+    }
+}
+
+/// How long before a certificate expires it shows on the endpoint's health
+/// and raises `endpoint.certificate_expiring`.
+pub const CERTIFICATE_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A certificate of an endpoint's settings that expires, as its health
+/// and the `endpoint.certificate_expiring` event describe it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExpiringCertificate {
+    /// `client_certificate` or `pinned_certificates`.
+    pub setting: String,
+    /// Its subject.
+    pub subject: String,
+    /// Its issuer.
+    pub issuer: String,
+    /// SHA-256 of its DER bytes, in hex.
+    pub fingerprint_sha256: String,
+    /// When it stops being valid.
+    pub not_after: DateTime<Utc>,
+}
+
+impl StoredConnection {
+    /// The certificate that expires first: the client certificate (its
+    /// leaf; the chain's CAs are the receiver's concern) or a pinned one.
+    pub fn soonest_expiry(&self) -> Option<ExpiringCertificate> {
+        let client = self
+            .client_certificate
+            .as_deref()
+            .and_then(|pem| parse_certificates("client_certificate", pem).ok())
+            .and_then(|certs| certs.into_iter().next())
+            .map(|(_, info)| ("client_certificate", info));
+        let pinned = self
+            .pinned_certificates
+            .as_deref()
+            .and_then(|pem| parse_certificates("pinned_certificates", pem).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, info)| ("pinned_certificates", info));
+        client
+            .into_iter()
+            .chain(pinned)
+            .min_by_key(|(_, info)| info.not_after)
+            .map(|(setting, info)| ExpiringCertificate {
+                setting: setting.to_owned(),
+                subject: info.subject,
+                issuer: info.issuer,
+                fingerprint_sha256: info.fingerprint_sha256,
+                not_after: info.not_after,
+            })
     }
 }
 

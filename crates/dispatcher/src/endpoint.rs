@@ -67,6 +67,7 @@ fn fingerprint(row: &DispatchEndpoint) -> u64 {
                 &c.proxy,
                 &c.client_certificate,
                 &c.ca_certificates,
+                &c.pinned_certificates,
                 &c.auth,
                 c.auth_settings.to_string(),
                 &c.secrets,

@@ -336,6 +336,12 @@ pub fn build_client_for(
         ProxyChoice::Via(p) => Some(p),
     };
     let mut builder = client_builder(settings, proxy)?;
+    if connection.pinned_certificates.is_some() {
+        // The pin replaces the roots: TLS settings of its own, with the
+        // client certificate in them.
+        let tls = crate::pinned::client_config(connection).map_err(|e| crate::Error::Config(e.to_string()))?;
+        return Ok(builder.tls_backend_preconfigured(tls).build()?);
+    }
     if let Some(pem) = connection.identity_pem() {
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
     }

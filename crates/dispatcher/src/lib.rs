@@ -13,6 +13,7 @@ pub mod http;
 mod maintain;
 mod migrate;
 mod oauth2;
+mod pinned;
 mod polling;
 pub mod pooler;
 mod retry;

@@ -1,6 +1,7 @@
 //! Maintenance, run by every worker on a timer (each step is idempotent, so
 //! several workers may run it at once): endpoints that have failed too long
-//! are disabled, held deliveries past the retry age limit become dead
+//! are disabled, certificates that expire soon are warned about once,
+//! held deliveries past the retry age limit become dead
 //! letters, held deliveries of enabled endpoints are resumed, the attempt
 //! log's daily partitions are made a week ahead, and, with a retention
 //! period, what is older is pruned once an hour.
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::attempt::attempt_partitions_ensure;
 use crate::db::delivery::{delivery_held_sweep, delivery_prune_paced};
+use crate::db::endpoint_connection::certificate_expiry_warn;
 use crate::db::endpoint_health::endpoint_health_disable_failing;
 use crate::endpoint::EndpointCache;
 
@@ -69,6 +71,13 @@ pub(crate) async fn once(pool: &PgPool, auto_disable_after: Duration, max_age: D
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "checking failing endpoints failed"),
+    }
+    match certificate_expiry_warn(pool, crate::connection::CERTIFICATE_WARNING).await {
+        Ok(warned) if !warned.is_empty() => {
+            tracing::warn!(endpoints = ?warned, "endpoints' certificates expire soon (or have expired)");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "checking certificates' expiry failed"),
     }
     match delivery_held_sweep(pool, max_age).await {
         Ok((dead, resumed)) if dead + resumed > 0 => {

@@ -16,6 +16,33 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// TLS settings for a server with `server`'s certificate; with `client_ca`
+/// (PEM), it requires a client certificate that CA issued.
+pub fn server_config(server: &Issued, client_ca: Option<&str>) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    Ok(match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(cert?)?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                    .build()?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+    })
+}
+
 /// A CA that issues certificates.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -54,6 +81,18 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+
+    /// A client certificate whose common name is `name`, valid for `days`
+    /// more days (negative: expired that many days ago).
+    pub fn client_valid_for(&self, name: &str, days: i64) -> Result<Issued> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(days.abs() + 1);
+        params.not_after = now + time::Duration::days(days);
         self.issue(params)
     }
 

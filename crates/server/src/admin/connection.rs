@@ -78,6 +78,8 @@ pub struct ConnectionPatch {
     pub client_key: Option<Secret>,
     /// Extra trusted CA certificates (PEM).
     pub ca_certificates: Option<Option<String>>,
+    /// Pinned server certificates (PEM).
+    pub pinned_certificates: Option<Option<String>>,
     /// Credentials.
     pub auth: Option<Option<AuthInput>>,
 }
@@ -132,6 +134,8 @@ pub struct ConnectionView {
     pub client_certificate: Option<CertificateInfo>,
     /// The extra trusted CA certificates.
     pub ca_certificates: Vec<CertificateInfo>,
+    /// The pinned server certificates.
+    pub pinned_certificates: Vec<CertificateInfo>,
     /// The credentials, if any.
     pub auth: Option<AuthView>,
     /// When they last changed; `None`: never set.
@@ -200,6 +204,7 @@ async fn view_of(
             .into_iter()
             .next(),
         ca_certificates: certs("ca_certificates", &conn.ca_certificates)?,
+        pinned_certificates: certs("pinned_certificates", &conn.pinned_certificates)?,
         auth,
         updated_at: at,
     })
@@ -288,6 +293,9 @@ pub async fn update(
     if let Some(ca) = patch.ca_certificates {
         conn.ca_certificates = ca.map(|c| pem("ca_certificates", c)).transpose()?;
     }
+    if let Some(pinned) = patch.pinned_certificates {
+        conn.pinned_certificates = pinned.map(|c| pem("pinned_certificates", c)).transpose()?;
+    }
     if let Some(auth) = patch.auth {
         conn.auth = match auth {
             None => None,
@@ -313,6 +321,7 @@ pub async fn update(
     let empty = conn.proxy == ProxyChoice::Worker
         && conn.client_certificate.is_none()
         && conn.ca_certificates.is_none()
+        && conn.pinned_certificates.is_none()
         && conn.auth.is_none();
     if empty {
         endpoint_connection_put(pool, endpoint, None).await?;
@@ -338,6 +347,9 @@ fn check_texts(patch: &ConnectionPatch) -> Result<()> {
     }
     if let Some(Some(c)) = &patch.ca_certificates {
         check_text("ca_certificates", c, MAX_PEM_BYTES)?;
+    }
+    if let Some(Some(c)) = &patch.pinned_certificates {
+        check_text("pinned_certificates", c, MAX_PEM_BYTES)?;
     }
     match &patch.auth {
         Some(Some(AuthInput::Basic { username, password })) => {

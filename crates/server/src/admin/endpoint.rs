@@ -651,6 +651,31 @@ pub async fn health(
     )
 }
 
+/// The certificate that expires first in the connection settings of
+/// endpoints already read in the caller's scope (the client certificate or
+/// a pinned one), keyed by id; endpoints with neither are absent.
+pub async fn certificate_expiry(
+    pool: &PgPool,
+    endpoints: &[Endpoint],
+) -> Result<std::collections::HashMap<Uuid, outhook_dispatcher::connection::ExpiringCertificate>> {
+    let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
+    Ok(
+        outhook_dispatcher::db::endpoint_connection::certificate_expiry_list(pool, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, c)| (id, c.0))
+            .collect(),
+    )
+}
+
+/// Whether a certificate expiring at `not_after` is within the warning
+/// period (or has expired).
+pub fn certificate_expires_soon(not_after: chrono::DateTime<chrono::Utc>) -> bool {
+    let warning = chrono::Duration::from_std(outhook_dispatcher::connection::CERTIFICATE_WARNING)
+        .unwrap_or(chrono::Duration::days(30));
+    not_after < chrono::Utc::now() + warning
+}
+
 /// Attempts to endpoints already read in the caller's scope, by endpoint,
 /// hour and outcome, over the last `hours` hours.
 pub async fn hourly(

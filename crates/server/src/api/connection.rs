@@ -67,7 +67,8 @@ pub enum AuthIn {
 
 /// Changes to an endpoint's connection settings: absent fields stay as
 /// they are, `null` removes one (`{"proxy": "worker", "client_certificate":
-/// null, "ca_certificates": null, "auth": null}` removes them all).
+/// null, "ca_certificates": null, "pinned_certificates": null, "auth": null}`
+/// removes them all).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatchIn {
@@ -90,6 +91,12 @@ pub struct ConnectionPatchIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 65536)]
     pub ca_certificates: Option<Option<String>>,
+    /// Pinned server certificates (PEM): the receiver must present one of
+    /// these exact certificates (compared by SHA-256), whatever its chain
+    /// and names; instead of `ca_certificates`. `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    pub pinned_certificates: Option<Option<String>>,
     /// Credentials; `null` removes them.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<AuthIn>)]
@@ -152,6 +159,8 @@ pub struct ConnectionOut {
     pub client_certificate: Option<CertificateOut>,
     /// The extra trusted CA certificates.
     pub ca_certificates: Vec<CertificateOut>,
+    /// The pinned server certificates.
+    pub pinned_certificates: Vec<CertificateOut>,
     /// The credentials, if any.
     pub auth: Option<AuthOut>,
     /// When they last changed; `null`: never set.
@@ -187,6 +196,7 @@ impl From<ConnectionView> for ConnectionOut {
             },
             client_certificate: v.client_certificate.map(cert),
             ca_certificates: v.ca_certificates.into_iter().map(cert).collect(),
+            pinned_certificates: v.pinned_certificates.into_iter().map(cert).collect(),
             auth: v.auth.map(|a| match a {
                 AuthView::Basic { username } => AuthOut {
                     kind: "basic".into(),
@@ -233,6 +243,7 @@ pub fn patch_of(input: ConnectionPatchIn) -> ConnectionPatch {
         client_certificate: input.client_certificate,
         client_key: input.client_key.map(Secret::new),
         ca_certificates: input.ca_certificates,
+        pinned_certificates: input.pinned_certificates,
         auth: input.auth.map(|a| {
             a.map(|a| match a {
                 AuthIn::Basic { username, password } => AuthInput::Basic {

@@ -133,6 +133,7 @@ fn connection_patch_in(schemas: &mut Value) {
         ("client_certificate", 65536),
         ("client_key", 65536),
         ("ca_certificates", 65536),
+        ("pinned_certificates", 65536),
     ] {
         set(
             object,
