@@ -133,6 +133,15 @@ async fn the_portal_works_in_a_real_browser() {
     )
     .unwrap();
 
+    // What the customer uploads on the connection page.
+    let ca = outhook_testkit::tls::TestCa::new("Acme's CA").unwrap();
+    let client = ca.client("portal-client").unwrap();
+    let files = std::env::temp_dir().join(format!("outhook-browser-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("client.pem"), &client.cert_pem).unwrap();
+    std::fs::write(files.join("client.key"), &client.key_pem).unwrap();
+    let client_secret = "cs_portal_3b1f0c9e";
+
     let root = env!("CARGO_MANIFEST_DIR");
     let shots = std::env::var("OUTHOOK_SCREENSHOTS").unwrap_or_else(|_| format!("{root}/target/portal-screenshots"));
     let out = Command::new("node")
@@ -148,6 +157,10 @@ async fn the_portal_works_in_a_real_browser() {
         .env("PORTAL_DEAD_DELIVERY", dead_id.to_string())
         .env("PORTAL_NEW_URL", &new_url)
         .env("PORTAL_SCREENSHOTS", &shots)
+        .env("PORTAL_CLIENT_CERT", files.join("client.pem"))
+        .env("PORTAL_CLIENT_KEY", files.join("client.key"))
+        .env("PORTAL_TOKEN_URL", receiver.url("/oauth/token"))
+        .env("PORTAL_CLIENT_SECRET", client_secret)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -200,6 +213,15 @@ async fn the_portal_works_in_a_real_browser() {
         Some(2),
         "rotated: {secrets}"
     );
+    std::fs::remove_dir_all(&files).ok();
+    let (_, conn) = server
+        .admin(Method::GET, &format!("/v1/endpoints/{acme}/connection"), None)
+        .await;
+    assert_eq!(conn["client_certificate"]["subject"], "CN=portal-client", "{conn}");
+    assert_eq!(conn["auth"]["type"], "oauth2", "{conn}");
+    assert_eq!(conn["auth"]["client_id"], "portal-client", "{conn}");
+    assert_eq!(conn["auth"]["scope"], "webhooks:write", "{conn}");
+    assert!(!conn.to_string().contains(client_secret), "{conn}");
     let (_, e) = server.admin(Method::GET, &format!("/v1/endpoints/{acme}"), None).await;
     assert_eq!(
         e["enabled"], true,

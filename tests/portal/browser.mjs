@@ -22,6 +22,10 @@ const ENDPOINT_URL = env('PORTAL_ENDPOINT_URL');
 const OTHER_URL = env('PORTAL_OTHER_URL');
 const DEAD_ID = env('PORTAL_DEAD_DELIVERY');
 const NEW_URL = env('PORTAL_NEW_URL');
+const CLIENT_CERT = env('PORTAL_CLIENT_CERT');
+const CLIENT_KEY = env('PORTAL_CLIENT_KEY');
+const TOKEN_URL = env('PORTAL_TOKEN_URL');
+const CLIENT_SECRET = env('PORTAL_CLIENT_SECRET');
 const SHOTS = process.env.PORTAL_SCREENSHOTS || '';
 
 const require = createRequire(import.meta.url);
@@ -271,6 +275,37 @@ try {
   await page.getByRole('button', { name: 'Delete the endpoint' }).click();
   await page.getByText('The endpoint was deleted').waitFor();
   check(!(await page.textContent('body')).includes(`${NEW_URL}/v2`), 'the deleted endpoint is listed');
+
+  step = 'the customer uploads a client certificate and sets OAuth2 details';
+  // A line of the key's base64: what no page may show.
+  const keyLine = readFileSync(CLIENT_KEY, 'utf8').split('\n').find((l) => l && !l.startsWith('-----'));
+  await page.goto(`${BASE}${endpointPath}`);
+  await page.getByRole('link', { name: 'Connection settings' }).click();
+  await page.getByRole('heading', { name: 'Connection settings', level: 1 }).waitFor();
+  await axe(page, 'connection');
+  await shot(page, 'connection');
+  await page.getByLabel('Certificate file', { exact: true }).setInputFiles(CLIENT_CERT);
+  await page.getByRole('button', { name: 'Save connection settings' }).click();
+  await page.getByRole('alert').getByText('client_key').waitFor();
+  await axe(page, 'connection refused');
+  await page.getByLabel('Certificate file', { exact: true }).setInputFiles(CLIENT_CERT);
+  await page.getByLabel('Private key file', { exact: true }).setInputFiles(CLIENT_KEY);
+  await page.getByLabel('Kind', { exact: true }).selectOption('oauth2');
+  await page.getByLabel('Token URL', { exact: true }).fill(TOKEN_URL);
+  await page.getByLabel('Client id', { exact: true }).fill('portal-client');
+  await page.getByLabel('Client secret', { exact: true }).fill(CLIENT_SECRET);
+  await page.getByLabel('Scope', { exact: true }).fill('webhooks:write');
+  await page.getByRole('button', { name: 'Save connection settings' }).click();
+  await page.getByText('connection settings were saved').waitFor();
+  body = await page.textContent('#connection');
+  check(body.includes('CN=portal-client'), `the certificate's subject is not shown: ${body}`);
+  check(body.includes('OAuth2 client credentials'), `the credentials are not shown: ${body}`);
+  for (const path of [endpointPath, `${endpointPath}/connection`]) {
+    await page.goto(`${BASE}${path}`);
+    const html = await page.content();
+    check(!html.includes(CLIENT_SECRET) && !html.includes(keyLine), `a secret came back on ${path}`);
+  }
+  await shot(page, 'connection-saved');
 
   step = 'an operator signs in with an admin token and sees every owner';
   const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -9,6 +9,7 @@
 //! Pages carry no script: forms post (with a CSRF token) and redirect.
 
 mod brand;
+mod connection;
 mod deliveries;
 mod endpoints;
 mod layout;
@@ -57,6 +58,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/portal/endpoints/{id}/example", post(self_service::send_example))
         .route("/portal/endpoints/{id}/verify", get(verify::show))
+        .route(
+            "/portal/endpoints/{id}/connection",
+            get(connection::show).post(connection::update),
+        )
         .route("/portal/endpoints/{id}/rotate", post(endpoints::rotate))
         .route("/portal/endpoints/{id}/enable", post(endpoints::enable))
         .route("/portal/endpoints/{id}/disable", post(endpoints::disable))

@@ -34,6 +34,7 @@ fn notice(key: Option<&str>) -> Option<&'static str> {
         "retried" => "The delivery was queued for another attempt.",
         "replayed" => "The message was sent again as a new delivery.",
         "saved" => "The endpoint's settings were saved.",
+        "connection" => "The connection settings were saved. New deliveries use them.",
         "deleted" => "The endpoint was deleted.",
         _ => return None,
     })
@@ -154,6 +155,14 @@ fn state_badge(e: &Endpoint) -> Markup {
     }
 }
 
+/// What a certificate of the connection settings is, in words.
+fn certificate_label(setting: &str) -> &'static str {
+    match setting {
+        "pinned_certificates" => "pinned server certificate",
+        _ => "client certificate",
+    }
+}
+
 /// The failure streak, highlighted when it is not zero.
 fn streak(h: Option<&EndpointHealth>) -> Markup {
     match h.map(|h| h.failure_streak) {
@@ -190,6 +199,8 @@ pub async fn show(
     let hours = if q.hours == Some(168) { 168 } else { 24 };
     let one = std::slice::from_ref(&e);
     let health = admin::endpoint::health(pool, one).await?.remove(&e.id);
+    let expiring = admin::endpoint::certificate_expiry(pool, one).await?.remove(&e.id);
+    let connection = admin::connection::get(pool, &ctx.scope, id).await?;
     let hourly: Vec<HourlyOutcome> = admin::endpoint::hourly(pool, one, hours)
         .await?
         .into_iter()
@@ -282,6 +293,18 @@ pub async fn show(
                         dt { "Failing since" } dd { (when(since)) }
                     }
                     dt { "Last attempt" } dd { (when_opt(health.as_ref().map(|h| h.last_attempt_at), "never")) }
+                    @if let Some(c) = &expiring {
+                        dt { "Certificate expires" }
+                        dd #certificate-expiry {
+                            @if admin::endpoint::certificate_expires_soon(c.not_after) {
+                                strong.bad-text { (when(c.not_after)) }
+                                div.small { "Renew the " (certificate_label(&c.setting)) " " code { (c.subject) } " before then." }
+                            } @else {
+                                (when(c.not_after))
+                                div.small.muted { "The " (certificate_label(&c.setting)) ", the first to expire." }
+                            }
+                        }
+                    }
                     @if let Some(r) = &e.disabled_reason { dt { "Disabled because" } dd { (r) } }
                     @if let Some(at) = e.disabled_at { dt { "Disabled" } dd { (when(at)) } }
                     @if !e.enabled {
@@ -315,6 +338,14 @@ pub async fn show(
             }
             (outcome_chart(&hourly, hours))
             p { a href=(ctx.href(&format!("/portal/deliveries?endpoint={id}"))) { "See this endpoint's deliveries →" } }
+        }
+        section.card #connection aria-labelledby="connection-title" {
+            div.card-head {
+                h2 #connection-title { "Connection" }
+                a.button href={(base) "/connection"} { "Connection settings" }
+            }
+            p.muted { "A client certificate, your server's certificate authority or pinned certificate, and credentials, if your server demands them." }
+            (super::connection::summary(&connection))
         }
         section.card #secret aria-labelledby="secret-title" {
             h2 #secret-title { "Signing secret" }

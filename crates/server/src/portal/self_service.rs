@@ -104,7 +104,7 @@ impl Draft {
 
 /// A refusal as a sentence for the form: the admin layer's message with a
 /// capital letter, and server faults kept vague.
-fn sentence(e: admin::Error) -> Result<String, PortalError> {
+pub(crate) fn sentence(e: admin::Error) -> Result<String, PortalError> {
     use admin::Error as E;
     if matches!(e, E::Database(_) | E::Unavailable(_) | E::Internal(_)) {
         return Err(PortalError::from(e));
