@@ -90,6 +90,23 @@ fn receiver_main() -> Result<()> {
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?.port());
+        // With RECEIVER_TLS_DIR, hooks also arrive over TLS on a second
+        // port (its server certificate there; a client certificate
+        // required when it holds client-ca.pem); control stays plain.
+        if let Ok(dir) = std::env::var("RECEIVER_TLS_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            let server = outhook_testkit::tls::Issued {
+                cert_pem: std::fs::read_to_string(dir.join("server.pem"))?,
+                key_pem: std::fs::read_to_string(dir.join("server.key"))?,
+            };
+            let client_ca = std::fs::read_to_string(dir.join("client-ca.pem")).ok();
+            let config = outhook_testkit::tls::server_config(&server, client_ca.as_deref())?;
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("{}", tcp.local_addr()?.port());
+            let tls = outhook_testkit::receiver::TlsListener::new(tcp, config);
+            let app = app.clone();
+            tokio::spawn(async move { axum::serve(tls, app).await });
+        }
         axum::serve(listener, app).await?;
         Ok(())
     })
@@ -141,30 +158,59 @@ async fn arrivals(axum::extract::State(s): axum::extract::State<Arc<ReceiverStat
 struct ReceiverProcess {
     child: Child,
     port: u16,
+    /// The port hooks arrive on over TLS, when they do.
+    tls_port: Option<u16>,
     client: reqwest::Client,
 }
 
 impl ReceiverProcess {
     fn start(latency_ms: u64, fail_percent: u32, answer_bytes: usize) -> Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
+        Self::start_with(latency_ms, fail_percent, answer_bytes, None)
+    }
+
+    /// With `tls`, the directory of its server certificate and key (and
+    /// the CA whose client certificates it requires).
+    fn start_with(
+        latency_ms: u64,
+        fail_percent: u32,
+        answer_bytes: usize,
+        tls: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .env("OUTHOOK_BENCH_ROLE", "receiver")
             .env("RECEIVER_ANSWER_BYTES", answer_bytes.to_string())
             .env("RECEIVER_LATENCY_MS", latency_ms.to_string())
-            .env("RECEIVER_FAIL_PERCENT", fail_percent.to_string())
-            .stdout(Stdio::piped())
-            .spawn()?;
+            .env("RECEIVER_FAIL_PERCENT", fail_percent.to_string());
+        if let Some(dir) = tls {
+            command.env("RECEIVER_TLS_DIR", dir);
+        }
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let mut out = BufReader::new(child.stdout.take().context("stdout")?);
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        out.read_line(&mut line)?;
         let port = line.trim().parse().context("receiver port")?;
+        let tls_port = match tls {
+            None => None,
+            Some(_) => {
+                line.clear();
+                out.read_line(&mut line)?;
+                Some(line.trim().parse().context("receiver TLS port")?)
+            }
+        };
         Ok(Self {
             child,
             port,
+            tls_port,
             client: reqwest::Client::builder().build()?,
         })
     }
 
     fn url(&self, endpoint: usize) -> String {
-        format!("http://127.0.0.1:{}/e{endpoint}", self.port)
+        match self.tls_port {
+            Some(p) => format!("https://127.0.0.1:{p}/e{endpoint}"),
+            None => format!("http://127.0.0.1:{}/e{endpoint}", self.port),
+        }
     }
 
     async fn ok_count(&self) -> Result<u64> {
@@ -302,6 +348,21 @@ struct Scenario {
     /// The worker exports traces (`--otlp-endpoint`) to a collector in the
     /// bench process that decodes and counts them.
     otlp: bool,
+    /// Endpoints reached over TLS (their connection settings trust the
+    /// receiver's test CA), with a client certificate the receiver
+    /// requires when mutual.
+    tls: Tls,
+    /// The worker's `--proxy`: Debian's tinyproxy, as `scripts/setup`
+    /// installs it (absolute-form requests for http://, CONNECT tunnels
+    /// for https://).
+    proxy: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Plain,
+    Server,
+    Mutual,
 }
 
 const BASE: Scenario = Scenario {
@@ -329,6 +390,8 @@ const BASE: Scenario = Scenario {
     noisy: None,
     pooler: false,
     otlp: false,
+    tls: Tls::Plain,
+    proxy: false,
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -357,6 +420,38 @@ fn scenarios() -> Vec<Scenario> {
             name: "burst-otlp",
             events: 100_000,
             otlp: true,
+            ..BASE
+        },
+        // The same burst over TLS (a private CA the endpoint trusts), with
+        // a client certificate (mutual TLS), through a proxy (tinyproxy),
+        // and through the proxy's CONNECT tunnel over TLS.
+        Scenario {
+            name: "burst-tls",
+            events: 100_000,
+            tls: Tls::Server,
+            ..BASE
+        },
+        Scenario {
+            name: "burst-mtls",
+            events: 100_000,
+            tls: Tls::Mutual,
+            ..BASE
+        },
+        // Plain http:// through tinyproxy: it closes each connection after
+        // one request, so every delivery opens two TCP connections. Slow
+        // (minutes): only when named.
+        Scenario {
+            name: "burst-proxy-plain",
+            events: 20_000,
+            proxy: true,
+            named_only: true,
+            ..BASE
+        },
+        Scenario {
+            name: "burst-proxy",
+            events: 100_000,
+            proxy: true,
+            tls: Tls::Server,
             ..BASE
         },
         // The burst to one owner of 100 endpoints, each filtering on its
@@ -625,7 +720,16 @@ async fn run(
     };
     let pool = PgPoolOptions::new().max_connections(4).connect(&url).await?;
     outhook_dispatcher::migrate(&pool).await?;
-    let receiver = ReceiverProcess::start(s.latency_ms, s.fail_percent, s.answer_bytes)?;
+    let tls = match s.tls {
+        Tls::Plain => None,
+        Tls::Server | Tls::Mutual => Some(TlsParts::new(s.tls == Tls::Mutual)?),
+    };
+    let receiver = ReceiverProcess::start_with(
+        s.latency_ms,
+        s.fail_percent,
+        s.answer_bytes,
+        tls.as_ref().map(|t| t.dir.as_path()),
+    )?;
     let key_id = if s.scheme == "cometh" {
         let key = outhook_signer::RsaKeyPair::generate(2048)?;
         Some(signing_key_insert(&pool, "bench", &key).await?.id)
@@ -633,7 +737,7 @@ async fn run(
         None
     };
     for e in 0..s.endpoints {
-        endpoint_insert(
+        let endpoint = endpoint_insert(
             &pool,
             &NewEndpoint {
                 owner: "bench".into(),
@@ -652,6 +756,9 @@ async fn run(
             },
         )
         .await?;
+        if let Some(t) = &tls {
+            t.configure(&pool, endpoint.id).await?;
+        }
     }
     if let Some((rate, backlog)) = s.limited {
         endpoint_insert(
@@ -759,6 +866,15 @@ async fn run(
     } else {
         None
     };
+    let proxy = if s.proxy {
+        Some(outhook_testkit::proxy::Proxy::tinyproxy()?)
+    } else {
+        None
+    };
+    let proxy_url = proxy.as_ref().map(|p| p.url());
+    if let Some(p) = &proxy_url {
+        worker_args.extend(["--proxy", p.as_str()]);
+    }
     let otlp_endpoint = collector.as_ref().map(|c| c.endpoint());
     if let Some(endpoint) = &otlp_endpoint {
         worker_args.extend(["--otlp-endpoint", endpoint.as_str()]);
@@ -897,6 +1013,17 @@ async fn run(
         sqlx::query_scalar("SELECT count(*) FROM outhook.attempt WHERE started_at > now() - interval '1 day'")
             .fetch_one(&pool)
             .await?;
+    // Failed attempts of this run by outcome, with one error text each.
+    let failures: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, count(*), min(left(error, 160)) FROM outhook.attempt
+         WHERE started_at > now() - interval '1 day' AND outcome <> 'delivered' GROUP BY outcome ORDER BY 2 DESC",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let failures: serde_json::Map<String, serde_json::Value> = failures
+        .into_iter()
+        .map(|(outcome, n, error)| (outcome, serde_json::json!({"attempts": n, "error": error})))
+        .collect();
     let old_left: Option<(i64, i64)> = if s.old_attempts > 0 {
         Some(
             sqlx::query_as(
@@ -969,6 +1096,7 @@ async fn run(
         "machine_cpu_ms_per_delivery": ((machine_cpu / expected as f64 * 1e3) * 1e4).round() / 1e4,
         "dispatcher_peak_rss_mib": r2(rss),
         "attempts": attempts,
+        "failed_attempts": failures,
         "delivered_in_db": delivered,
         "duplicates": ok_total.saturating_sub(first_ok.len() as u64),
         "lost": expected.saturating_sub(first_ok.len() as u64),
@@ -1396,4 +1524,58 @@ fn main() -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// A scenario's TLS: the receiver's certificate from a test CA, and a
+/// client certificate for mutual TLS, in files for the receiver process.
+struct TlsParts {
+    dir: std::path::PathBuf,
+    ca_pem: String,
+    client: Option<outhook_testkit::tls::Issued>,
+}
+
+impl TlsParts {
+    fn new(mutual: bool) -> Result<Self> {
+        let ca = outhook_testkit::tls::TestCa::new("Bench receiver CA")?;
+        let server = ca.server()?;
+        let dir = std::env::temp_dir().join(format!("outhook-bench-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
+        std::fs::write(dir.join("server.key"), &server.key_pem)?;
+        let _ = std::fs::remove_file(dir.join("client-ca.pem"));
+        let client = if mutual {
+            std::fs::write(dir.join("client-ca.pem"), ca.cert_pem())?;
+            Some(ca.client("bench-sender")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            dir,
+            ca_pem: ca.cert_pem(),
+            client,
+        })
+    }
+
+    /// The endpoint's connection settings: the CA trusted, and the client
+    /// certificate when mutual.
+    async fn configure(&self, pool: &PgPool, endpoint: uuid::Uuid) -> Result<()> {
+        let conn = outhook_dispatcher::connection::Connection {
+            ca_certificates: Some(self.ca_pem.clone()),
+            client_certificate: self.client.as_ref().map(|c| c.cert_pem.clone()),
+            client_key: self
+                .client
+                .as_ref()
+                .map(|c| outhook_signer::Secret::new(c.key_pem.clone())),
+            ..Default::default()
+        };
+        let stored = conn.to_stored(outhook_dispatcher::secrets::keyring()?)?;
+        outhook_dispatcher::db::endpoint_connection::endpoint_connection_put(pool, endpoint, Some(&stored)).await?;
+        Ok(())
+    }
+}
+
+impl Drop for TlsParts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

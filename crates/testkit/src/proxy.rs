@@ -56,7 +56,7 @@ impl Proxy {
         std::fs::write(
             &conf,
             format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 200\n\
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 1024\n\
                  Allow 127.0.0.1\nDisableViaHeader Yes\n",
                 log.display()
             ),

@@ -65,11 +65,22 @@ impl Received {
 }
 
 /// Accepts TCP connections and completes their TLS handshakes; refused
-/// handshakes are counted and dropped.
-struct TlsListener {
+/// handshakes are counted and dropped. For `axum::serve`.
+pub struct TlsListener {
     tcp: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TlsListener {
+    /// Serves TLS with `config` on `tcp`.
+    pub fn new(tcp: tokio::net::TcpListener, config: rustls::ServerConfig) -> Self {
+        Self {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            refused: Arc::default(),
+        }
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -145,37 +156,13 @@ impl Receiver {
     /// with `client_ca` (PEM), it requires a client certificate that CA
     /// issued and refuses the handshake otherwise.
     pub async fn start_tls(server: &crate::tls::Issued, client_ca: Option<&str>) -> Result<Self> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let certs = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
-        let builder =
-            rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-        let config = match client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-                    roots.add(cert?)?;
-                }
-                let verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-                builder
-                    .with_client_cert_verifier(verifier)
-                    .with_single_cert(certs, key)?
-            }
-            None => builder.with_no_client_auth().with_single_cert(certs, key)?,
-        };
+        let config = crate::tls::server_config(server, client_ca)?;
         let shared = Self::shared();
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = tcp.local_addr()?;
-        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let listener = TlsListener {
-            tcp,
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-            refused: refused.clone(),
-        };
+        let listener = TlsListener::new(tcp, config);
+        let refused = listener.refused.clone();
         let stop = crate::serve_until_dropped(listener, app);
         Ok(Self {
             addr,
