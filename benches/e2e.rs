@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench e2e` (every scenario) or
 //! `cargo bench --bench e2e -- burst steady` (those whose names start so;
-//! the long ones, marked `named_only`, run only when named in full). With `DATABASE_URL`
+//! the long ones, marked `named_only`, run only when named in full; `=burst`
+//! names exactly one). With `DATABASE_URL`
 //! unset it starts a throwaway PostgreSQL with durable settings (fsync and
 //! synchronous commit on); `OUTHOOK_BENCH_FAST_PG=1` turns them off.
 //!
@@ -1513,9 +1514,9 @@ fn main() -> Result<()> {
             }
         }
         for s in scenarios() {
-            let chosen = wanted
-                .iter()
-                .any(|w| w == s.name || (!s.named_only && s.name.starts_with(w.as_str())));
+            let chosen = wanted.iter().any(|w| {
+                w == s.name || w.strip_prefix('=') == Some(s.name) || (!s.named_only && s.name.starts_with(w.as_str()))
+            });
             if !wanted.is_empty() && !chosen {
                 continue;
             }
