@@ -59,16 +59,23 @@ pub fn install(format: Format, filter: EnvFilter, otlp: Option<&str>) -> anyhow:
         }
         None => None,
     };
-    // Outhook's own spans, down to debug (sign, request, claim, complete).
-    let ours = Targets::new()
-        .with_target("outhook", Level::DEBUG)
-        .with_target("outhook_dispatcher", Level::DEBUG)
-        .with_target("outhook_server", Level::DEBUG);
-    let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("outhook"))
-            .with_filter(ours)
-    });
+    // Outhook's own spans, down to debug (sign, request, claim, complete),
+    // and none at all without an exporter. The filter wraps the optional
+    // layer rather than the layer inside it: an absent layer says "always"
+    // to every callsite, which made the deliveries' debug spans be built
+    // and registered for nothing (more CPU and memory with traces off).
+    let ours = if provider.is_some() {
+        Targets::new()
+            .with_target("outhook", Level::DEBUG)
+            .with_target("outhook_dispatcher", Level::DEBUG)
+            .with_target("outhook_server", Level::DEBUG)
+    } else {
+        Targets::new()
+    };
+    let traces = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("outhook")))
+        .with_filter(ours);
     let registry = tracing_subscriber::registry().with(traces);
     match format {
         Format::Text { colour } => registry
