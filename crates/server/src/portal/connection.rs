@@ -53,8 +53,13 @@ impl Posted {
         self.optional(name)
     }
 
+    /// A secret as typed (not trimmed: a space may be part of it); empty
+    /// keeps the stored one.
     fn secret(&self, name: &str) -> Option<Secret> {
-        self.optional(name).map(Secret::new)
+        match self.0.get(name) {
+            Some(v) if !v.is_empty() => Some(Secret::new(v.clone())),
+            _ => None,
+        }
     }
 }
 
