@@ -261,7 +261,7 @@ async fn send(
         return Observed::refused(Outcome::ConnectionSettings, e.clone());
     }
     if target.proxied
-        && let Err(e) = crate::http::check_target_via_proxy(&ctx.http.addresses, url).await
+        && let Err(e) = Box::pin(crate::http::check_target_via_proxy(&ctx.http.addresses, url)).await
     {
         return Observed::refused(Outcome::AddressRefused, e);
     }
@@ -351,7 +351,7 @@ async fn send(
             logged.insert("authorization".into(), "***".into());
         }
         TargetAuth::OAuth2(o, settings) => {
-            let got = oauth2_token(ctx, target, client, o, *settings, None).await;
+            let got = Box::pin(oauth2_token(ctx, target, client, o, *settings, None)).await;
             match got {
                 Ok(t) => {
                     headers.insert(header::AUTHORIZATION, bearer(&t));
@@ -383,11 +383,11 @@ async fn send(
             && answer.0 == http::StatusCode::UNAUTHORIZED
         {
             // Expired or revoked before its time: one new token, one more try.
-            match oauth2_token(ctx, target, client, o, *settings, Some(used.expose())).await {
+            match Box::pin(oauth2_token(ctx, target, client, o, *settings, Some(used.expose()))).await {
                 Ok(fresh) => {
                     headers.insert(header::AUTHORIZATION, bearer(&fresh));
                     let request = client.post(url.clone()).headers(headers).body(body);
-                    answer = exchange(request, cap)
+                    answer = Box::pin(exchange(request, cap))
                         .instrument(tracing::debug_span!("request", retry_after_401 = true))
                         .await?;
                 }
