@@ -250,9 +250,15 @@ async fn a_client_certificate_from_the_receivers_ca_is_let_in_and_none_or_anothe
     }
     let rows = first_attempts(&pool, &["with-cert", "without-cert", "another-ca", "no-ca"]).await;
     assert_eq!(outcome_of(&rows, "with-cert").0, "delivered", "{rows:?}");
-    for owner in ["without-cert", "another-ca", "no-ca"] {
+    for owner in ["another-ca", "no-ca"] {
         assert_eq!(outcome_of(&rows, owner).0, "tls", "{owner}: {rows:?}");
     }
+    // Without a certificate, TLS 1.3 finishes the client's side of the
+    // handshake before the server refuses it: the client may only see the
+    // connection die ("connection was not ready"), so `connect` as well as
+    // `tls`. The receiver's count of refused handshakes below shows why.
+    let (outcome, _) = outcome_of(&rows, "without-cert");
+    assert!(matches!(outcome, "tls" | "connect"), "without-cert: {rows:?}");
     assert!(
         outcome_of(&rows, "no-ca").1.contains("certificate"),
         "the receiver's server certificate is not trusted without its CA: {rows:?}"
