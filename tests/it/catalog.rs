@@ -195,6 +195,120 @@ async fn one_filter_table_matches_alike_through_the_api_the_library_and_plain_sq
     }
 }
 
+/// One owner with an endpoint of every kind the fan-out finds apart: no
+/// filter, keyed on one path, keyed on a second path, keyed with an `and`,
+/// and a filter without a key. (name, filter)
+const MIXED: &[(&str, Option<&str>)] = &[
+    ("plain", None),
+    ("coll-a", Some(r#"collection = "0xa""#)),
+    ("coll-b", Some(r#"collection = "0xb""#)),
+    ("shard-1", Some("data.shard = 1")),
+    ("shard-2-big", Some("data.shard = 2 and amount >= 10")),
+    ("unkeyed", Some("amount > 100 or vip = true")),
+];
+
+/// (payload, the MIXED endpoints it goes to).
+const MIXED_EVENTS: &[(&str, &[&str])] = &[
+    (r#"{}"#, &["plain"]),
+    (r#"{"collection":"0xa"}"#, &["plain", "coll-a"]),
+    (r#"{"collection":["0xa","0xb","0xa"]}"#, &["plain", "coll-a", "coll-b"]),
+    (r#"{"collection":[]}"#, &["plain"]),
+    (
+        r#"{"collection":"0xb","data":{"shard":1}}"#,
+        &["plain", "coll-b", "shard-1"],
+    ),
+    (
+        r#"{"data":[{"shard":1},{"shard":2}],"amount":10}"#,
+        &["plain", "shard-1", "shard-2-big"],
+    ),
+    (r#"{"data":{"shard":2},"amount":9}"#, &["plain"]),
+    (
+        r#"{"data":{"shard":2},"amount":101}"#,
+        &["plain", "shard-2-big", "unkeyed"],
+    ),
+    (r#"{"collection":"0xc","vip":true}"#, &["plain", "unkeyed"]),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_with_endpoints_of_every_kind_gets_each_event_to_exactly_those_that_match() {
+    let server = Server::start(&[]).await;
+    let receiver = Receiver::start().await.unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for (name, filter) in MIXED {
+        let mut body = json!({"owner": "mixed", "url": receiver.url("/hook"), "scheme": "standard-webhooks",
+                              "description": name});
+        if let Some(f) = filter {
+            body["filter"] = json!(f);
+        }
+        let (status, body) = server.admin(Method::POST, "/v1/endpoints", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+        ids.insert(body["id"].as_str().unwrap().to_owned(), *name);
+    }
+    let keyed: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT content_filter_key_path) FROM outhook.endpoint WHERE owner = 'mixed'",
+    )
+    .fetch_one(&server.pool)
+    .await
+    .unwrap();
+    assert_eq!(keyed, 2, "the filters should have two key paths");
+    let names_of = |rows: Vec<String>| {
+        let mut names: Vec<&str> = rows.iter().map(|id| ids[id]).collect();
+        names.sort_unstable();
+        names
+    };
+    fn want_of<'a>(want: &[&'a str]) -> Vec<&'a str> {
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        want
+    }
+    // Every event in one statement, as a batch is; again once an endpoint
+    // is ordered (the fan-out's other path); and each alone through the API.
+    let payloads: Vec<&str> = MIXED_EVENTS.iter().map(|(p, _)| *p).collect();
+    for round in ["plain fan-out", "with an ordered endpoint"] {
+        if round != "plain fan-out" {
+            let ordered =
+                sqlx::query("UPDATE outhook.endpoint SET fifo = true WHERE owner = 'mixed' AND description = 'coll-a'")
+                    .execute(&server.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(ordered.rows_affected(), 1);
+        }
+        let batch: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO outhook.outbox (event_type, payload, owner)
+         SELECT 'item.sold', p::json, 'mixed' FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n
+         RETURNING id",
+        )
+        .bind(&payloads)
+        .fetch_all(&server.pool)
+        .await
+        .unwrap();
+        assert_eq!(batch.len(), MIXED_EVENTS.len());
+        for (id, (payload, want)) in batch.iter().zip(MIXED_EVENTS) {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT d.endpoint_id::text FROM outhook.delivery d JOIN outhook.outbox o ON o.id = d.message_id
+             WHERE o.id = $1",
+            )
+            .bind(id)
+            .fetch_all(&server.pool)
+            .await
+            .unwrap();
+            assert_eq!(names_of(rows), want_of(want), "SQL batch, {round}: {payload}");
+        }
+    }
+    for (payload, want) in MIXED_EVENTS {
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"event_type": "item.sold", "owner": "mixed",
+                            "payload": serde_json::from_str::<Value>(payload).unwrap()})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["deliveries"], want.len(), "API: {payload}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_is_set_changed_and_removed_and_a_bad_one_is_refused_with_its_column() {
     let server = Server::start(&[]).await;
