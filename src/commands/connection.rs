@@ -110,6 +110,15 @@ fn secret(path: &Path, what: &str) -> Result<Secret> {
     Ok(Secret::new(read(path, what)?.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
+/// A PEM setting's change: `--no-X` removes it (`Some(None)`), a file sets
+/// it, neither leaves it as it is (`None`).
+fn pem_change(remove: bool, file: Option<&Path>, what: &str) -> Result<Option<Option<String>>> {
+    if remove {
+        return Ok(Some(None));
+    }
+    file.map(|p| read(p, what).map(Some)).transpose()
+}
+
 fn patch_of(a: &SetArgs) -> Result<ConnectionPatch> {
     let auth = if a.no_auth {
         Some(None)
@@ -141,31 +150,18 @@ fn patch_of(a: &SetArgs) -> Result<ConnectionPatch> {
             "none" => ProxyInput::Direct,
             url => ProxyInput::Url(url.to_owned()),
         }),
-        client_certificate: if a.no_client_certificate {
-            Some(None)
-        } else {
-            a.client_certificate
-                .as_deref()
-                .map(|p| read(p, "client certificate").map(Some))
-                .transpose()?
-        },
+        client_certificate: pem_change(
+            a.no_client_certificate,
+            a.client_certificate.as_deref(),
+            "client certificate",
+        )?,
         client_key: a.client_key.as_deref().map(|p| secret(p, "client key")).transpose()?,
-        ca_certificates: if a.no_ca_certificates {
-            Some(None)
-        } else {
-            a.ca_certificates
-                .as_deref()
-                .map(|p| read(p, "CA certificates").map(Some))
-                .transpose()?
-        },
-        pinned_certificates: if a.no_pinned_certificates {
-            Some(None)
-        } else {
-            a.pinned_certificates
-                .as_deref()
-                .map(|p| read(p, "pinned certificates").map(Some))
-                .transpose()?
-        },
+        ca_certificates: pem_change(a.no_ca_certificates, a.ca_certificates.as_deref(), "CA certificates")?,
+        pinned_certificates: pem_change(
+            a.no_pinned_certificates,
+            a.pinned_certificates.as_deref(),
+            "pinned certificates",
+        )?,
         auth,
     })
 }

@@ -39,6 +39,8 @@ impl Posted {
         self.0.get(name).map_or("", |v| v.trim())
     }
 
+    /// A text field or an uploaded file's text; empty (or no file chosen) is
+    /// `None`.
     fn optional(&self, name: &str) -> Option<String> {
         let v = self.text(name);
         (!v.is_empty()).then(|| v.to_owned())
@@ -46,11 +48,6 @@ impl Posted {
 
     fn checked(&self, name: &str) -> bool {
         !self.text(name).is_empty()
-    }
-
-    /// A PEM file that was uploaded (none chosen: `None`).
-    fn file(&self, name: &str) -> Option<String> {
-        self.optional(name)
     }
 
     /// A secret as typed (not trimmed: a space may be part of it); empty
@@ -88,18 +85,20 @@ async fn read(mut form: Multipart) -> Result<Posted, admin::Error> {
     Ok(Posted(fields))
 }
 
+/// The form's fields the admin layer's messages name; any other is "form".
+const NAMED_FIELDS: &[&str] = &[
+    "client_certificate",
+    "client_key",
+    "ca_certificates",
+    "pinned_certificates",
+    "password",
+    "token",
+    "client_secret",
+];
+
 /// A form field's name as the admin layer's messages name it.
 fn field_name(name: &str) -> &'static str {
-    match name {
-        "client_certificate" => "client_certificate",
-        "client_key" => "client_key",
-        "ca_certificates" => "ca_certificates",
-        "pinned_certificates" => "pinned_certificates",
-        "password" => "password",
-        "token" => "token",
-        "client_secret" => "client_secret",
-        _ => "form",
-    }
+    NAMED_FIELDS.iter().find(|f| **f == name).copied().unwrap_or("form")
 }
 
 /// The admin layer's patch from the form. Files not chosen and secrets
@@ -109,7 +108,7 @@ fn patch_of(posted: &Posted) -> ConnectionPatch {
         if posted.checked(remove) {
             Some(None)
         } else {
-            posted.file(file).map(Some)
+            posted.optional(file).map(Some)
         }
     };
     let auth = match posted.text("auth") {
@@ -235,6 +234,16 @@ fn proxy_line(proxy: &ProxyView) -> Markup {
     }
 }
 
+/// A checkbox that removes a stored setting.
+fn remove_box(name: &str, label: &str) -> Markup {
+    html! {
+        div.check {
+            input id=(name) type="checkbox" name=(name) value="1";
+            label for=(name) { (label) }
+        }
+    }
+}
+
 fn settings_page(ctx: &Ctx, view: &ConnectionView, error: Option<&str>) -> Markup {
     let id = view.endpoint_id;
     let base = ctx.href(&format!("/portal/endpoints/{id}"));
@@ -284,10 +293,7 @@ fn settings_page(ctx: &Ctx, view: &ConnectionView, error: Option<&str>) -> Marku
                     aria-describedby="client-key-help";
                 span.small.muted #client-key-help { "Not needed for a renewed certificate with the same key." }
                 @if view.client_certificate.is_some() {
-                    div.check {
-                        input #remove_client_certificate type="checkbox" name="remove_client_certificate" value="1";
-                        label for="remove_client_certificate" { "Remove the client certificate and its key" }
-                    }
+                    (remove_box("remove_client_certificate", "Remove the client certificate and its key"))
                 }
             }
             section.card aria-labelledby="server-title" {
@@ -299,18 +305,12 @@ fn settings_page(ctx: &Ctx, view: &ConnectionView, error: Option<&str>) -> Marku
                 label for="ca_certificates" { "Authority certificates file" }
                 input #ca_certificates type="file" name="ca_certificates" accept=".pem,.crt,.cer";
                 @if !view.ca_certificates.is_empty() {
-                    div.check {
-                        input #remove_ca_certificates type="checkbox" name="remove_ca_certificates" value="1";
-                        label for="remove_ca_certificates" { "Remove the authority certificates" }
-                    }
+                    (remove_box("remove_ca_certificates", "Remove the authority certificates"))
                 }
                 label for="pinned_certificates" { "Pinned server certificate file" }
                 input #pinned_certificates type="file" name="pinned_certificates" accept=".pem,.crt,.cer";
                 @if !view.pinned_certificates.is_empty() {
-                    div.check {
-                        input #remove_pinned_certificates type="checkbox" name="remove_pinned_certificates" value="1";
-                        label for="remove_pinned_certificates" { "Remove the pinned certificate" }
-                    }
+                    (remove_box("remove_pinned_certificates", "Remove the pinned certificate"))
                 }
             }
             section.card aria-labelledby="auth-title" {
