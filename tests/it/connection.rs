@@ -13,7 +13,7 @@ use outhook_testkit::proxy::Proxy;
 use outhook_testkit::receiver::Receiver;
 use outhook_testkit::tls::TestCa;
 use outhook_testkit::token_server::TokenServer;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::secrets::dump;
@@ -741,5 +741,25 @@ async fn a_pinned_certificate_is_the_only_one_accepted_and_one_expiring_soon_is_
     let text = cli(&url, &["endpoint", "health"]);
     let line = text.lines().find(|l| l.starts_with(&expiring)).unwrap();
     assert!(line.contains("client certificate expires"), "{text}");
+
+    // `--no-X` removes a setting; with another file in the same call, the
+    // pin gives way to authority certificates.
+    let shown = set(
+        &url,
+        &wrong,
+        &["--no-pinned-certificates", "--ca-certificates", &ca_file],
+    );
+    assert_eq!(shown["pinned_certificates"], json!([]), "{shown}");
+    assert_eq!(shown["ca_certificates"][0]["subject"], "CN=Receiver CA", "{shown}");
+    let shown = set(&url, &expiring, &["--no-client-certificate"]);
+    assert_eq!(shown["client_certificate"], Value::Null, "{shown}");
+    let health: Value = serde_json::from_str(&cli(&url, &["endpoint", "health", "--json"])).unwrap();
+    let now = health
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == expiring.as_str())
+        .unwrap();
+    assert_eq!(now["certificate"], Value::Null, "{health}");
     let _ = std::fs::remove_dir_all(dir);
 }

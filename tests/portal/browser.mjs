@@ -306,6 +306,14 @@ try {
     check(!html.includes(CLIENT_SECRET) && !html.includes(keyLine), `a secret came back on ${path}`);
   }
   await shot(page, 'connection-saved');
+  await page.goto(`${BASE}${endpointPath}/connection`);
+  await axe(page, 'connection with a certificate');
+  await page.getByLabel('Remove the client certificate and its key').check();
+  await page.getByRole('button', { name: 'Save connection settings' }).click();
+  await page.getByText('connection settings were saved').waitFor();
+  body = await page.textContent('#connection');
+  check(!body.includes('CN=portal-client'), `the removed certificate is still shown: ${body}`);
+  check(body.includes('OAuth2 client credentials'), `removing the certificate changed the credentials: ${body}`);
 
   step = 'an operator signs in with an admin token and sees every owner';
   const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
