@@ -697,6 +697,27 @@ mod tests {
         assert_eq!(loggable_url(&url), "https://***@example.com/hook");
     }
 
+    /// The size of the future an async fn of four arguments returns, read
+    /// from its type: nothing is called.
+    /// 3,240 bytes in debug and release builds when this was written.
+    const SIZE_BOUND: usize = 4096;
+
+    fn future_size<A, B, C, D, F: std::future::Future>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_attempt_in_flight_stays_small() {
+        // Every attempt in flight holds one of these: at 1,024 in flight,
+        // each KiB here is a MiB of memory. The rarely taken awaits (the
+        // OAuth2 token fetch, the proxy's target check, the resend after a
+        // 401) are boxed so that their state is paid for only when taken;
+        // unboxed, this was 5,712 bytes in a debug build and 11,808 in a
+        // release build, and the burst's peak RSS 8 MiB larger.
+        let size = future_size(attempt);
+        assert!(size <= SIZE_BOUND, "an attempt's future is {size} bytes");
+    }
+
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         let mut h = HeaderMap::new();
