@@ -18,6 +18,11 @@
 -- unkeyed filters is asked once a statement, and a branch with nothing to
 -- find is skipped without a probe. The matches are the same: every
 -- endpoint found is still evaluated whole (`@@`).
+--
+-- And while any endpoint is ordered (fifo), the fan-out no longer casts
+-- and matches every payload twice, once to find the ordered endpoints to
+-- lock and once to insert: it locks the ordered endpoints of the batch's
+-- owners that take its event types, filter or not.
 
 DROP FUNCTION outhook.endpoints_for(text, text, jsonb, text[], jsonpath[]);
 
@@ -133,33 +138,18 @@ BEGIN
         UNION ALL
         SELECT n.id, n.endpoint_id, now() FROM new_rows n WHERE n.endpoint_id IS NOT NULL;
     ELSE
+        -- Lock every ordered endpoint the batch may reach: of its owners,
+        -- taking its event types, whatever its filter says. A filtered one
+        -- the events do not match is locked for nothing, which costs no
+        -- more than waiting; evaluating the filters here would cast and
+        -- look up every payload twice.
         FOR f IN
-            WITH owner_paths AS MATERIALIZED (
-                SELECT o.owner, o.filters, o.plain, o.unkeyed,
-                       CASE WHEN o.filters THEN outhook.filter_key_paths(o.owner) ELSE '{}' END AS paths
-                FROM (SELECT d.owner,
-                             filtered AND EXISTS (SELECT 1 FROM outhook.endpoint fe
-                                                  WHERE fe.owner = d.owner AND fe.content_filter_path IS NOT NULL) AS filters,
-                             EXISTS (SELECT 1 FROM outhook.endpoint pe
-                                     WHERE pe.owner = d.owner AND pe.content_filter_path IS NULL) AS plain,
-                             filtered AND EXISTS (SELECT 1 FROM outhook.endpoint ue
-                                                  WHERE ue.owner = d.owner AND ue.content_filter_path IS NOT NULL
-                                                    AND ue.content_filter_key_path IS NULL) AS unkeyed
-                      FROM (SELECT DISTINCT owner FROM new_rows WHERE endpoint_id IS NULL) d) o
-            ), owners AS MATERIALIZED (
-                SELECT op.*, ARRAY(SELECT p::jsonpath FROM unnest(op.paths) AS p) AS jsonpaths FROM owner_paths op
-            ), docs AS MATERIALIZED (
-                -- The values at the first key path, found once an event (the
-                -- OFFSET 0 keeps the cast from being done again for them).
-                SELECT c.*, CASE WHEN cardinality(c.jsonpaths) > 0 THEN jsonb_path_query_array(c.doc, c.jsonpaths[1]) END AS first_values
-                FROM (SELECT n.id, n.owner, n.event_type,
-                             CASE WHEN w.filters THEN n.payload::jsonb END AS doc,
-                             w.plain, w.unkeyed, w.paths, w.jsonpaths
-                      FROM new_rows n JOIN owners w ON w.owner = n.owner WHERE n.endpoint_id IS NULL
-                      OFFSET 0) c)
-            SELECT DISTINCT e.id FROM docs d
-            CROSS JOIN LATERAL outhook.endpoints_for(d.owner, d.event_type, d.doc, d.plain, d.unkeyed, d.paths, d.jsonpaths, d.first_values) e
-            WHERE e.fifo
+            SELECT e.id
+            FROM (SELECT DISTINCT owner FROM new_rows WHERE endpoint_id IS NULL) o
+            JOIN outhook.endpoint e ON e.owner = o.owner AND e.fifo
+            WHERE EXISTS (SELECT 1 FROM new_rows n
+                          WHERE n.endpoint_id IS NULL AND n.owner = e.owner
+                            AND (cardinality(e.event_types) = 0 OR n.event_type = ANY (e.event_types)))
             UNION
             SELECT e.id FROM new_rows n JOIN outhook.endpoint e ON e.fifo AND e.id = n.endpoint_id
             ORDER BY 1
