@@ -308,6 +308,7 @@ try {
   await shot(page, 'connection-saved');
   await page.goto(`${BASE}${endpointPath}/connection`);
   await axe(page, 'connection with a certificate');
+  await shot(page, 'connection-with-certificate');
   await page.getByLabel('Remove the client certificate and its key').check();
   await page.getByRole('button', { name: 'Save connection settings' }).click();
   await page.getByText('connection settings were saved').waitFor();
