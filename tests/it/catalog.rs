@@ -166,6 +166,15 @@ async fn one_filter_table_matches_alike_through_the_api_the_library_and_plain_sq
         .unwrap();
         assert_eq!(deliveries_of(&server, id).await, 0);
     }
+    // The API sent a hint for the cases whose filter is only its key (a
+    // plain INSERT and the library send none): the same answers.
+    let hinted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outhook.outbox WHERE owner LIKE 'case%' AND filter_hint_path IS NOT NULL",
+    )
+    .fetch_one(&server.pool)
+    .await
+    .unwrap();
+    assert!(hinted >= 8, "only {hinted} API events carried a hint");
     // The equality cases were looked up by their key; without it, each
     // filter is evaluated on every event of its owner: the same answers.
     let keyed: i64 = sqlx::query_scalar(

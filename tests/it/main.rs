@@ -10,6 +10,7 @@ mod config_file;
 mod connection;
 mod container;
 mod errors;
+mod filter_hints;
 mod limits;
 mod pooler;
 mod portal;

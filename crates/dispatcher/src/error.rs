@@ -33,6 +33,12 @@ pub enum Error {
     /// (`outhook.ingest_setting.max_payload_bytes`); nothing was enqueued.
     #[error("event refused: {0}")]
     PayloadTooLarge(String),
+    /// An event for an owner whose endpoints filter content, with a payload
+    /// that is valid JSON but that PostgreSQL's `jsonb` cannot hold, so the
+    /// filters cannot be matched (a lone UTF-16 surrogate escape, a number
+    /// beyond `numeric`'s range); nothing was enqueued.
+    #[error("event refused: {0}")]
+    PayloadUnreadable(String),
     /// An owner already has the most endpoints allowed.
     #[error("`{owner}` already has {limit} endpoints, the most allowed")]
     OwnerLimit {

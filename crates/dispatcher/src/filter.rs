@@ -32,6 +32,8 @@
 
 use std::fmt;
 
+pub mod hint;
+
 /// The longest filter accepted, in bytes.
 pub const MAX_LEN: usize = 4096;
 /// How deeply parentheses and `not` may nest.
@@ -57,6 +59,10 @@ pub struct FilterKey {
     pub path: String,
     /// The value as JSON text, for a `jsonb` equality.
     pub value: String,
+    /// Whether the filter is only this equality, so that finding the key
+    /// is matching the filter: the fan-out can then match by a value the
+    /// producer found at the path ([`hint::find`]) without reading the payload.
+    pub whole: bool,
 }
 
 impl Filter {
@@ -427,9 +433,15 @@ impl Expr {
                 _ => None,
             }
         }
-        let (keys, value) = match self {
-            Self::And(items) => items.iter().find_map(term)?,
-            e => term(e)?,
+        let (keys, value, whole) = match self {
+            Self::And(items) => {
+                let (keys, value) = items.iter().find_map(term)?;
+                (keys, value, false)
+            }
+            e => {
+                let (keys, value) = term(e)?;
+                (keys, value, true)
+            }
         };
         let mut p = String::new();
         path(keys, &mut p);
@@ -437,6 +449,7 @@ impl Expr {
         Some(FilterKey {
             path: p,
             value: value.json()?,
+            whole,
         })
     }
 

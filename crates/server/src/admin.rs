@@ -149,6 +149,7 @@ impl From<outhook_dispatcher::Error> for Error {
             outhook_dispatcher::Error::Config(s) => Self::Internal(s),
             outhook_dispatcher::Error::EventRefused(s) => Self::EventRefused(s),
             outhook_dispatcher::Error::PayloadTooLarge(s) => Self::PayloadTooLarge(s),
+            outhook_dispatcher::Error::PayloadUnreadable(s) => Self::Payload(s),
             outhook_dispatcher::Error::Database(sqlx::Error::Database(db)) if is_input_error(db.code().as_deref()) => {
                 // PostgreSQL refused the data itself (a NUL in text, a value
                 // out of range): the caller's input, not an outage.

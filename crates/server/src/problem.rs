@@ -149,7 +149,9 @@ impl ProblemKind {
             Self::InvalidJson => "The request body is not valid JSON of the expected shape",
             Self::UnsupportedMediaType => "The request body must be application/json",
             Self::PayloadTooLarge => "The request body is too large",
-            Self::InvalidPayload => "The message payload must be a JSON object or array",
+            Self::InvalidPayload => {
+                "The message payload cannot be taken: it must be a JSON object or array, readable as sent"
+            }
             Self::UnknownScheme => "Unknown signing scheme",
             Self::InvalidSettings => "Unusable scheme settings, secret or key",
             Self::Conflict => "The request does not fit the resource's current state",

@@ -195,9 +195,10 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
         "INSERT INTO outhook.endpoint (owner, url, scheme, scheme_settings, event_types, headers, description, signing_key_id,
                                        message_id_header, auto_disable_after_secs, fifo, rate_limit,
                                        rate_limit_burst, max_in_flight, content_filter, content_filter_path,
-                                       content_filter_key_path, content_filter_key_value, content_filter_key_for)
+                                       content_filter_key_path, content_filter_key_value, content_filter_key_for,
+                                       content_filter_key_whole)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::jsonpath,
-                 $17, $18::jsonb, CASE WHEN $17 IS NOT NULL THEN $16::jsonpath END) RETURNING {COLUMNS}"
+                 $17, $18::jsonb, CASE WHEN $17 IS NOT NULL THEN $16::jsonpath END, $19) RETURNING {COLUMNS}"
     )))
     .bind(&new.owner)
     .bind(&new.url)
@@ -217,6 +218,7 @@ pub async fn endpoint_insert(pool: &PgPool, new: &NewEndpoint) -> Result<Endpoin
     .bind(new.filter.as_ref().map(crate::filter::Filter::jsonpath))
     .bind(new.filter.as_ref().and_then(|f| f.key()).map(|k| k.path.as_str()))
     .bind(new.filter.as_ref().and_then(|f| f.key()).map(|k| k.value.as_str()))
+    .bind(new.filter.as_ref().and_then(|f| f.key()).is_some_and(|k| k.whole))
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &new.secret {
@@ -424,6 +426,7 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
                 content_filter_key_value = CASE WHEN $13 THEN $17::jsonb ELSE content_filter_key_value END,
                 content_filter_key_for = CASE WHEN NOT $13 THEN content_filter_key_for
                                               WHEN $16 IS NOT NULL THEN $15::jsonpath END,
+                content_filter_key_whole = CASE WHEN $13 THEN $18 ELSE content_filter_key_whole END,
                 updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     )))
@@ -454,6 +457,7 @@ pub async fn endpoint_update(pool: &PgPool, id: Uuid, update: &EndpointUpdate) -
     )
     .bind(update_key(update).map(|k| k.path.as_str()))
     .bind(update_key(update).map(|k| k.value.as_str()))
+    .bind(update_key(update).is_some_and(|k| k.whole))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(crate::Error::NotFound("endpoint"))?;

@@ -215,6 +215,22 @@ fn refused(e: sqlx::Error) -> crate::Error {
     {
         return crate::Error::EventRefused(db.message().to_owned());
     }
+    // Raised inside the fan-out by the cast to jsonb for an owner that
+    // filters: a payload valid as json that jsonb cannot hold (a lone
+    // surrogate escape, a number beyond numeric's range). The same codes
+    // raised by the insert itself (a payload that is not JSON) stay what
+    // they are.
+    if let sqlx::Error::Database(db) = &e
+        && matches!(db.code().as_deref(), Some("22P02" | "22P05" | "22003"))
+        && let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        && pg.r#where().is_some_and(|w| w.contains("outbox_fan_out"))
+    {
+        let detail = pg.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+        return crate::Error::PayloadUnreadable(format!(
+            "the owner's endpoints filter content, and PostgreSQL cannot read this payload to match them: {}{detail}",
+            db.message()
+        ));
+    }
     e.into()
 }
 
@@ -322,6 +338,19 @@ pub struct NewMessage {
     pub event_id: Option<String>,
     /// The W3C `traceparent` of the request that enqueued it.
     pub traceparent: Option<String>,
+    /// What the payload holds at its owner's key path, when the producer
+    /// found it ([`crate::filter::hint`]), so the fan-out need not parse it.
+    pub filter_hint: Option<FilterHint>,
+}
+
+/// A producer's word on what a payload holds at a key path: the outbox
+/// row's `filter_hint_path` and `filter_hint_value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterHint {
+    /// The key path, as `outhook.filter_hint_path(owner)` gave it.
+    pub path: String,
+    /// The scalar there as JSON text, or `None` when nothing is there.
+    pub value: Option<String>,
 }
 
 /// What [`outbox_insert_batch`] did with one message.
@@ -353,13 +382,23 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     let endpoints: Vec<Option<Uuid>> = messages.iter().map(|m| m.endpoint_id).collect();
     let ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
     let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
+    let hint_paths: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.filter_hint.as_ref().map(|h| h.path.as_str()))
+        .collect();
+    let hint_values: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.filter_hint.as_ref().and_then(|h| h.value.as_deref()))
+        .collect();
     let mut tx = pool.begin().await?;
     let stored: Vec<(i64, Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(keyed!(
         ids.iter().any(Option::is_some),
-        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id, traceparent)
-         SELECT u, t, p::json, o, e, i, tp
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[])
-              AS x(u, t, p, o, e, i, tp)",
+        "INSERT INTO outhook.outbox (uid, event_type, payload, owner, endpoint_id, event_id, traceparent,
+                                     filter_hint_path, filter_hint_value)
+         SELECT u, t, p::json, o, e, i, tp, hp, hv::jsonb
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
+                     $8::text[], $9::text[])
+              AS x(u, t, p, o, e, i, tp, hp, hv)",
         "RETURNING id, uid, created_at"
     ))
     .bind(&uids)
@@ -369,6 +408,8 @@ pub async fn outbox_insert_batch(pool: &sqlx::PgPool, messages: &[NewMessage]) -
     .bind(&endpoints)
     .bind(&ids)
     .bind(&traces)
+    .bind(&hint_paths)
+    .bind(&hint_values)
     .fetch_all(&mut *tx)
     .await
     .map_err(refused)?;

@@ -5,9 +5,13 @@ use outhook_dispatcher::Event;
 use outhook_dispatcher::db::delivery::{Delivery, DeliveryFilter, delivery_list, delivery_replay};
 use outhook_dispatcher::db::endpoint::endpoint_get;
 use outhook_dispatcher::db::outbox::{
-    Inserted, Message, MessageFilter, NewMessage, outbox_delivery_count, outbox_get, outbox_get_by_event_id,
-    outbox_insert_batch, outbox_list,
+    FilterHint, Inserted, Message, MessageFilter, NewMessage, outbox_delivery_count, outbox_get,
+    outbox_get_by_event_id, outbox_insert_batch, outbox_list,
 };
+use outhook_dispatcher::filter::hint::{self, Hint};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -85,6 +89,7 @@ pub async fn prepare(pool: &PgPool, scope: &Scope, input: Event<'_>) -> Result<N
             .traceparent
             .filter(|tp| outhook_dispatcher::trace_context::is_valid(tp))
             .map(str::to_owned),
+        filter_hint: None,
     })
 }
 
@@ -156,18 +161,25 @@ impl Ingest {
         let (queue, mut waiting) = mpsc::channel::<Waiting>(max_batch * 4);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(max_batch);
+            let mut hints = HintPaths::default();
             while waiting.recv_many(&mut batch, max_batch).await > 0 {
-                let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).unzip();
+                let (mut messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).unzip();
+                hints.apply(&pool, &mut messages).await;
                 match outbox_insert_batch(&pool, &messages).await {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
                             let _ = reply.send(Ok(result));
                         }
                     }
-                    // One event a strict catalog (or the payload limit)
-                    // refuses must not fail the others that shared its batch: each goes alone, and
+                    // One event a strict catalog, the payload limit or the
+                    // filters' reading refuses must not fail the others
+                    // that shared its batch: each goes alone, and
                     // only the refused ones get the refusal.
-                    Err(outhook_dispatcher::Error::EventRefused(_) | outhook_dispatcher::Error::PayloadTooLarge(_)) => {
+                    Err(
+                        outhook_dispatcher::Error::EventRefused(_)
+                        | outhook_dispatcher::Error::PayloadTooLarge(_)
+                        | outhook_dispatcher::Error::PayloadUnreadable(_),
+                    ) => {
                         for (message, reply) in messages.iter().zip(replies) {
                             let alone = outbox_insert_batch(&pool, std::slice::from_ref(message))
                                 .await
@@ -204,6 +216,73 @@ impl Ingest {
             .await
             .map_err(|_| Error::Internal("the ingest task stopped".into()))??;
         finish(pool, scope, message, inserted).await
+    }
+}
+
+/// An owner's hint path: as the database gave it, and its member names.
+type HintPath = (String, Vec<String>);
+
+/// The key path each owner's filters can be hinted at
+/// (`outhook.filter_hint_path`), asked at most once a second per owner.
+/// A path that changed since is only a hint the fan-out does not take, so
+/// the worst a stale entry costs is the payload's cast, for a second.
+#[derive(Default)]
+struct HintPaths {
+    /// Owner: when asked, and its hint path.
+    owners: HashMap<String, (Instant, Option<HintPath>)>,
+}
+
+impl HintPaths {
+    const FRESH: Duration = Duration::from_secs(1);
+    /// Owners remembered at most; past it the map starts again.
+    const MAX_OWNERS: usize = 10_000;
+
+    /// Sets each message's hint where its owner's filters can take one.
+    /// Failing to ask only leaves the hints out.
+    async fn apply(&mut self, pool: &PgPool, messages: &mut [NewMessage]) {
+        let now = Instant::now();
+        let mut stale: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m.owner.as_deref())
+            .filter(|o| {
+                self.owners
+                    .get(*o)
+                    .is_none_or(|(at, _)| now.duration_since(*at) >= Self::FRESH)
+            })
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        if !stale.is_empty() {
+            let asked: std::result::Result<Vec<(String, Option<String>)>, _> =
+                sqlx::query_as("SELECT o, outhook.filter_hint_path(o) FROM unnest($1::text[]) AS o")
+                    .bind(&stale)
+                    .fetch_all(pool)
+                    .await;
+            match asked {
+                Ok(rows) => {
+                    if self.owners.len() + rows.len() > Self::MAX_OWNERS {
+                        self.owners.clear();
+                    }
+                    for (owner, path) in rows {
+                        let path = path.and_then(|p| hint::path_keys(&p).map(|keys| (p, keys)));
+                        self.owners.insert(owner, (now, path));
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "asking for filter hint paths failed; sending no hints"),
+            }
+        }
+        for m in messages.iter_mut() {
+            let Some((_, Some((path, keys)))) = m.owner.as_deref().and_then(|o| self.owners.get(o)) else {
+                continue;
+            };
+            m.filter_hint = hint::find(&m.payload, keys).map(|h| FilterHint {
+                path: path.clone(),
+                value: match h {
+                    Hint::Nothing => None,
+                    Hint::Scalar(v) => Some(v.to_owned()),
+                },
+            });
+        }
     }
 }
 
